@@ -1,0 +1,7 @@
+"""`python -m smartlock` is the `smartlock` command."""
+
+import sys
+
+from smartlock.cli import main
+
+sys.exit(main())

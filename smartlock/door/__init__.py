@@ -1,0 +1,1 @@
+"""Door API: a GPIO relay behind signed, replay-proof unlock requests, with an audit log."""
