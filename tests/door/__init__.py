@@ -1,0 +1,1 @@
+"""Tests of the Door API, its relay, signatures, audit and clients."""
