@@ -1,0 +1,171 @@
+"""The camera's HTTP face: the live page, the MJPEG stream, a snapshot and health (FastAPI app factory)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import html
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from string import Template
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from smartlock import __version__
+from smartlock.camera.mjpeg import CONTENT_TYPE
+from smartlock.camera.stream import FrameHub
+from smartlock.errors import CameraError
+
+# The seed's picamera server sent these with the stream; proxies and browsers must not cache frames.
+NO_CACHE = {"Age": "0", "Cache-Control": "no-cache, private", "Pragma": "no-cache", "X-Accel-Buffering": "no"}
+SNAPSHOT_WAIT = 3.0  # a snapshot asked for before the first frame waits this long for it
+
+
+class Health(BaseModel):
+    state: str = Field(description="starting | ok | failing | stopped")
+    source: str
+    fps: float = Field(description="frames per second measured over the last seconds")
+    nominal_fps: float | None = Field(description="the source's own frame rate, when it has one")
+    clients: int = Field(description="connected stream clients")
+    seconds_since_last_frame: float | None
+    frames: int = Field(description="frames captured since start")
+    width: int | None
+    height: int | None
+    error: str | None = Field(description="why the source is failing, when it is")
+
+
+class Message(BaseModel):
+    message: str
+
+
+def token_matches(supplied: str | None, expected: str) -> bool:
+    """Constant-time comparison, so the answer time does not tell how much of a guess was right."""
+    if supplied is None:
+        return False
+    return hmac.compare_digest(supplied.encode("utf-8"), expected.encode("utf-8"))
+
+
+def supplied_token(request: Request) -> str | None:
+    """The token from ``Authorization: Bearer``, ``X-Token`` or ``?token=``, in that order."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.headers.get("x-token") or request.query_params.get("token")
+
+
+def _page(stream_url: str, note: str) -> str:
+    template = resources.files("smartlock.camera").joinpath("index.html").read_text(encoding="utf-8")
+    return Template(template).safe_substitute(stream_url=html.escape(stream_url), note=html.escape(note))
+
+
+async def _stream_parts(hub: FrameHub) -> AsyncIterator[bytes]:
+    with hub.client():
+        seq = 0
+        while not hub.closed:
+            frame = await hub.next_frame(seq, timeout=5.0)
+            if frame is not None:
+                seq = frame.seq
+                yield frame.part
+
+
+def create_app(hub: FrameHub, token: str | None = None, *, manage_hub: bool = True) -> FastAPI:
+    """The camera service over ``hub``; with ``token``, stream and snapshot need it (frames are personal).
+
+    With ``manage_hub`` the app starts the hub's capture thread at start-up and stops it at shutdown.
+    """
+    if token is not None and not token:
+        raise ValueError("an empty token would let anyone in; pass None for no token")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if manage_hub:
+            hub.start()
+        try:
+            yield
+        finally:
+            if manage_hub:
+                await asyncio.to_thread(hub.stop)
+
+    app = FastAPI(
+        title="smartlock camera",
+        version=__version__,
+        description="MJPEG camera stream: one capture, one JPEG encode per frame, any number of viewers.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, err: HTTPException) -> JSONResponse:
+        return JSONResponse({"message": str(err.detail)}, status_code=err.status_code, headers=err.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, err: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"message": f"invalid request: {err.errors()}"}, status_code=422)
+
+    @app.exception_handler(CameraError)
+    async def camera_error(_request: Request, err: CameraError) -> JSONResponse:
+        return JSONResponse({"message": str(err)}, status_code=503, headers={"Retry-After": "1"})
+
+    def authorize(request: Request) -> None:
+        if token is not None and not token_matches(supplied_token(request), token):
+            raise HTTPException(
+                401,
+                "this camera needs a token: Authorization: Bearer TOKEN, X-Token: TOKEN or ?token=TOKEN",
+                headers={"WWW-Authenticate": 'Bearer realm="smartlock camera"'},
+            )
+
+    unauthorized = {401: {"model": Message, "description": "missing or wrong token"}}
+
+    @app.get("/", response_class=HTMLResponse, summary="Page showing the live stream")
+    @app.get("/index.html", response_class=HTMLResponse, include_in_schema=False)
+    async def page(request: Request) -> HTMLResponse:
+        supplied = supplied_token(request)
+        if token is None:
+            return HTMLResponse(_page("stream.mjpg", ""))
+        if token_matches(supplied, token):
+            # Only a token that matched is echoed into the page, URL-quoted and HTML-escaped.
+            return HTMLResponse(_page(f"stream.mjpg?token={quote(supplied or '', safe='')}", ""))
+        return HTMLResponse(
+            _page("stream.mjpg", "This camera needs a token: open this page as /?token=TOKEN.")
+        )
+
+    @app.get(
+        "/stream.mjpg",
+        summary="Live MJPEG stream (multipart/x-mixed-replace; boundary=FRAME); never ends",
+        response_class=StreamingResponse,
+        responses={200: {"content": {CONTENT_TYPE: {}}}, **unauthorized},
+        dependencies=[Depends(authorize)],
+    )
+    async def stream() -> StreamingResponse:
+        return StreamingResponse(_stream_parts(hub), media_type=CONTENT_TYPE, headers=NO_CACHE)
+
+    @app.get(
+        "/snapshot.jpg",
+        summary="The newest frame as JPEG",
+        response_class=Response,
+        responses={
+            200: {"content": {"image/jpeg": {}}},
+            503: {"model": Message, "description": "the source is failing"},
+            **unauthorized,
+        },
+        dependencies=[Depends(authorize)],
+    )
+    async def snapshot() -> Response:
+        frame = hub.latest or await hub.next_frame(0, timeout=SNAPSHOT_WAIT)
+        health = hub.health()
+        if frame is None or health["state"] != "ok":
+            problem = health["error"] or f"camera is {health['state']}, no frame yet"
+            raise CameraError(f"no current frame: {problem}")
+        headers = {"Cache-Control": "no-store", "X-Timestamp": f"{frame.timestamp:.6f}"}
+        return Response(frame.jpeg, media_type="image/jpeg", headers=headers)
+
+    @app.get("/health", response_model=Health, summary="Source state, measured fps and connected clients")
+    async def health() -> Health:
+        return Health(**hub.health())
+
+    return app
