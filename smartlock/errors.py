@@ -14,6 +14,7 @@
     │   ├── RelayError                       the relay cannot be driven
     │   └── AuthError                        a request signature was refused
     └── ServiceError                         another smartlock service answered badly or not at all
+        └── ServiceRefused                   it answered with an error status (status_code kept)
 """
 
 
@@ -79,3 +80,11 @@ class AuthError(DoorError):
 
 class ServiceError(SmartlockError):
     """Another smartlock service did not answer, or answered with something unusable."""
+
+
+class ServiceRefused(ServiceError):
+    """The service answered with an error status; ``status_code`` says which (404: unknown person...)."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code

@@ -1,0 +1,250 @@
+"""The Recognizer and its model folder with a fake backend: enrolling, removing, persistence, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from smartlock.errors import BadImageError, GalleryError, ModelCorrupt, ModelError, ModelMismatch, NotEnrolled
+from smartlock.recognition import store
+from smartlock.recognition.recognizer import Recognizer, validate_name
+from tests.recognition.fakes import FakeBackend, face_image
+
+
+def png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def photos(identity: int, count: int = 3, first: int = 1) -> list[tuple[str, bytes]]:
+    return [(f"{identity}-{v}.png", png(face_image((identity, v)))) for v in range(first, first + count)]
+
+
+@pytest.fixture
+def recognizer(tmp_path) -> Recognizer:
+    rec = Recognizer.create(tmp_path / "model", FakeBackend())
+    for identity, name in ((1, "alice"), (2, "bob"), (3, "carol")):
+        outcomes = rec.enroll(name, photos(identity))
+        assert all(o.enrolled for o in outcomes)
+    return rec
+
+
+def test_enrolled_people_are_recognised_and_strangers_get_low_confidence(recognizer):
+    [face] = recognizer.recognize(face_image((2, 9)))
+    assert face.top.label == "bob" and face.top.confidence > 0.9
+    assert face.predictions[0].label == "bob" and len(face.predictions) == 3
+    [stranger] = recognizer.recognize(face_image((77, 0)))
+    assert stranger.top.confidence < 0.5
+
+
+def test_api_json_shape(recognizer):
+    [face] = recognizer.recognize(face_image((1, 9)))
+    body = face.to_api()
+    assert set(body) == {"top_prediction", "bounding_box", "all_predictions"}
+    assert body["top_prediction"]["label"] == "alice"
+    assert 0.0 <= body["top_prediction"]["confidence"] <= 1.0
+    assert body["bounding_box"] == {"left": 0.0, "top": 10.0, "right": 40.0, "bottom": 50.0}
+    assert body["all_predictions"] is None
+    everyone = face.to_api(include_predictions=True)["all_predictions"]
+    assert everyone[0]["label"] == "alice" and len(everyone) == 3
+    json.dumps(everyone)
+
+
+def test_nobody_enrolled_gives_unknown(tmp_path):
+    rec = Recognizer.create(tmp_path / "empty", FakeBackend())
+    [face] = rec.recognize(face_image((1, 1)))
+    assert face.predictions == ()
+    assert face.to_api()["top_prediction"] == {"label": "unknown", "confidence": 0.0}
+    assert rec.people() == {}
+    assert rec.calibration()["people"] == 0
+
+
+def test_every_change_is_persisted(recognizer, tmp_path):
+    recognizer.enroll("dave", photos(4, 2))
+    again = Recognizer.load(tmp_path / "model", FakeBackend())
+    assert list(again.people()) == ["alice", "bob", "carol", "dave"]
+    assert [i.source for i in again.people()["dave"]] == ["4-1.png", "4-2.png"]
+    assert again.calibration() == recognizer.calibration()
+    [face] = again.recognize(face_image((4, 9)))
+    assert face.top.label == "dave"
+
+
+def test_enrolling_one_person_embeds_only_their_photos(recognizer):
+    backend = recognizer.backend
+    before = backend.calls
+    recognizer.enroll("dave", photos(4, 2))
+    assert backend.calls == before + 2
+    recognizer.remove_person("alice")
+    assert backend.calls == before + 2
+
+
+def test_remove_person_and_image(recognizer, tmp_path):
+    bob = recognizer.people()["bob"]
+    recognizer.remove_image("bob", bob[0].image_id)
+    assert [i.image_id for i in recognizer.people()["bob"]] == [i.image_id for i in bob[1:]]
+    assert not store.crop_path(tmp_path / "model", bob[0].image_id).exists()
+    recognizer.remove_person("bob")
+    assert "bob" not in recognizer.people()
+    [face] = recognizer.recognize(face_image((2, 9)))
+    assert face.top.label != "bob" and face.top.confidence < 0.5
+    assert "bob" not in Recognizer.load(tmp_path / "model", FakeBackend()).people()
+    with pytest.raises(NotEnrolled):
+        recognizer.remove_person("bob")
+    with pytest.raises(NotEnrolled):
+        recognizer.remove_image("alice", "0123456789abcdef")
+
+
+def test_face_crops_are_kept_for_the_dashboard(recognizer):
+    image = recognizer.people()["alice"][0]
+    crop = recognizer.image_crop("alice", image.image_id)
+    assert crop is not None and crop[:2] == b"\xff\xd8"
+    with pytest.raises(NotEnrolled):
+        recognizer.image_crop("bob", image.image_id)
+
+
+def test_photos_without_one_clear_face(recognizer):
+    no_face = np.full((64, 64, 3), 200, np.uint8)
+    no_face[0, :, 0] = 0
+    two = png(face_image((5, 1), (6, 1)))
+    outcomes = recognizer.enroll("erin", [("none.png", png(no_face)), ("two.png", two), ("bad.jpg", b"xx")])
+    assert [o.enrolled for o in outcomes] == [False, False, False]
+    assert outcomes[0].reason == "no face"
+    assert outcomes[1].reason == "several faces (2)"
+    assert "not an image" in outcomes[2].reason
+    assert "erin" not in recognizer.people()
+    [largest] = recognizer.enroll("erin", [("two.png", two)], multiple_faces="largest")
+    assert largest.enrolled and "largest" in largest.reason
+    [face, _] = recognizer.recognize(face_image((5, 3), (6, 3)))
+    assert face.top.label == "erin"
+
+
+def test_the_same_photo_is_not_enrolled_twice(recognizer):
+    name, data = photos(1, 1)[0]
+    [again] = recognizer.enroll("alice", [(name, data)])
+    assert not again.enrolled and "already enrolled" in again.reason
+    [other] = recognizer.enroll("zed", [(name, data)])
+    assert not other.enrolled and "'alice'" in other.reason
+
+
+@pytest.mark.parametrize("name", ["", " ", "a/b", "..", "x..y", "tab\there", "a" * 101, " lead", "unknown"])
+def test_bad_names_are_refused(recognizer, name):
+    with pytest.raises(GalleryError):
+        validate_name(name)
+    with pytest.raises(GalleryError):
+        recognizer.enroll(name, photos(9, 1))
+
+
+def test_good_names():
+    for name in ("alice", "Ana María", "O'Brien", "李雷", "a" * 100):
+        assert validate_name(name) == name
+
+
+def test_recognize_bytes_refuses_bad_images(recognizer):
+    with pytest.raises(BadImageError):
+        recognizer.recognize_bytes(b"\x89PNG\r\n\x1a\n broken")
+    [face] = recognizer.recognize_bytes(png(face_image((3, 9))))
+    assert face.top.label == "carol"
+
+
+def test_model_made_by_another_backend_is_refused(recognizer, tmp_path):
+    other = FakeBackend()
+    other.name = "other"
+    with pytest.raises(ModelMismatch, match="'fake' backend"):
+        Recognizer.load(tmp_path / "model", other)
+    with pytest.raises(ModelMismatch, match="other fake model files"):
+        Recognizer.load(tmp_path / "model", FakeBackend({"fake.onnx": "1" * 64}))
+
+
+def test_missing_model(tmp_path):
+    with pytest.raises(ModelError, match="smartlock train"):
+        Recognizer.load(tmp_path / "nothing", FakeBackend())
+
+
+def test_corrupt_model_files(recognizer, tmp_path):
+    model = tmp_path / "model"
+    npz = (model / store.EMBEDDINGS_FILE).read_bytes()
+    (model / store.EMBEDDINGS_FILE).write_bytes(npz[:-10])
+    with pytest.raises(ModelCorrupt, match="does not match"):
+        Recognizer.load(model, FakeBackend())
+    (model / store.EMBEDDINGS_FILE).write_bytes(npz)
+    Recognizer.load(model, FakeBackend())
+    (model / store.METADATA_FILE).write_text("{not json")
+    with pytest.raises(ModelCorrupt, match="not valid JSON"):
+        Recognizer.load(model, FakeBackend())
+    (model / store.METADATA_FILE).write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(ModelCorrupt, match="not a smartlock gallery"):
+        Recognizer.load(model, FakeBackend())
+
+
+def test_pickled_arrays_are_never_loaded(recognizer, tmp_path):
+    """An .npz holding an object array (which only pickle can load) is refused, not executed."""
+    model = tmp_path / "model"
+    metadata = json.loads((model / store.METADATA_FILE).read_text())
+    buffer = io.BytesIO()
+    np.savez(buffer, embeddings=np.array([{"evil": 1}], dtype=object), image_ids=np.array(["x"]))
+    data = buffer.getvalue()
+    (model / store.EMBEDDINGS_FILE).write_bytes(data)
+    import hashlib
+
+    metadata["embeddings_sha256"] = hashlib.sha256(data).hexdigest()
+    (model / store.METADATA_FILE).write_text(json.dumps(metadata))
+    with pytest.raises(ModelCorrupt):
+        Recognizer.load(model, FakeBackend())
+
+
+def test_no_temporary_files_are_left(recognizer, tmp_path):
+    leftovers = [p.name for p in (tmp_path / "model").rglob("*") if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_readers_always_see_a_whole_gallery(recognizer):
+    """recognize() in threads while people come and go: never an error, always a consistent answer."""
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for _ in range(400):
+                if stop.is_set():
+                    return
+                [face] = recognizer.recognize(face_image((1, 9)))
+                assert face.top.label == "alice" and face.top.confidence > 0.5
+                labels = [p.label for p in face.predictions]
+                assert len(labels) == len(set(labels))
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for thread in readers:
+        thread.start()
+    try:
+        for round_ in range(6):
+            recognizer.enroll(f"temp{round_}", photos(20 + round_, 2))
+            recognizer.remove_person(f"temp{round_}")
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join(timeout=30)
+    assert not errors, errors[0]
+    assert list(recognizer.people()) == ["alice", "bob", "carol"]
+
+
+def test_enroll_many_reads_paths_one_at_a_time(recognizer, tmp_path):
+    photo = tmp_path / "dave.png"
+    photo.write_bytes(png(face_image((4, 1))))
+    seen = []
+    outcomes = recognizer.enroll_many(
+        {"dave": [("dave.png", photo), ("gone.png", tmp_path / "gone.png")], "erin": photos(5, 2)},
+        progress=lambda name, filename: seen.append((name, filename)),
+    )
+    assert [o.enrolled for o in outcomes["dave"]] == [True, False]
+    assert outcomes["dave"][1].reason.startswith("cannot read")
+    assert all(o.enrolled for o in outcomes["erin"])
+    assert seen == [("dave", "dave.png"), ("dave", "gone.png"), ("erin", "5-1.png"), ("erin", "5-2.png")]
+    assert set(recognizer.people()) == {"alice", "bob", "carol", "dave", "erin"}
