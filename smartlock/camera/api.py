@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import html
 from collections.abc import AsyncIterator
@@ -59,9 +60,13 @@ def supplied_token(request: Request) -> str | None:
     return request.headers.get("x-token") or request.query_params.get("token")
 
 
+@functools.cache
+def _template() -> Template:
+    return Template(resources.files("smartlock.camera").joinpath("index.html").read_text(encoding="utf-8"))
+
+
 def _page(stream_url: str, note: str) -> str:
-    template = resources.files("smartlock.camera").joinpath("index.html").read_text(encoding="utf-8")
-    return Template(template).safe_substitute(stream_url=html.escape(stream_url), note=html.escape(note))
+    return _template().safe_substitute(stream_url=html.escape(stream_url), note=html.escape(note))
 
 
 async def _stream_parts(hub: FrameHub) -> AsyncIterator[bytes]:

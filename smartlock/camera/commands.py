@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import stat
 import threading
 from pathlib import Path
@@ -36,6 +37,7 @@ def _quality(text: str) -> int:
 
 
 def register(subparsers: Any) -> None:
+    """Add `smartlock camera`."""
     parser = subparsers.add_parser(
         "camera",
         help="serve a camera, video file, image folder or URL as an MJPEG stream",
@@ -100,9 +102,26 @@ def read_token(path: Path) -> str:
     return token
 
 
+class RedactTokens(logging.Filter):
+    """Masks ``token=`` query values in uvicorn's access log lines (its arguments carry the full path)."""
+
+    _TOKEN = re.compile(r"([?&]token=)[^&\s]*", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._TOKEN.sub(r"\1***", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
+
+
 def serve(app: Any, hub: Any, host: str, port: int) -> None:
     """Run uvicorn until SIGINT/SIGTERM; endless MJPEG streams are ended first so shutdown is quick."""
     import uvicorn
+
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access.filters):
+        access.addFilter(RedactTokens())
 
     class _Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
@@ -118,6 +137,7 @@ def serve(app: Any, hub: Any, host: str, port: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`smartlock camera`: open the source, serve it until interrupted."""
     from smartlock.camera.api import create_app
     from smartlock.camera.sources import open_source
     from smartlock.camera.stream import FrameEncoder, FrameHub

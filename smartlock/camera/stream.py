@@ -20,8 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from smartlock.camera.mjpeg import build_part, jpeg_size
-from smartlock.camera.sources import RawFrame, Source, load_cv2
+from smartlock.camera.source_base import RawFrame, Source, load_cv2
 from smartlock.errors import CameraError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -70,14 +72,13 @@ class FrameEncoder:
         return width, height
 
     def encode(self, raw: RawFrame) -> bytes:
+        """The frame as JPEG bytes (the source's own JPEG when nothing has to change); CameraError."""
         cv2: Any = None
         if raw.jpeg is not None:
             size = jpeg_size(raw.jpeg)
             if self.rotation == 0 and size is not None and self.target_size(*size) == size:
                 return raw.jpeg
             cv2 = load_cv2()
-            import numpy as np
-
             image = cv2.imdecode(np.frombuffer(raw.jpeg, np.uint8), cv2.IMREAD_COLOR)
             if image is None:
                 raise CameraError("the source sent a JPEG that does not decode")
@@ -141,8 +142,9 @@ class FrameHub:
             if self._thread is not None:
                 return
             self._started_at = time.monotonic()
+            # Started under the lock, so a concurrent stop() never joins a thread that is not running.
             self._thread = threading.Thread(target=self._run, name="camera-capture", daemon=True)
-        self._thread.start()
+            self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """End every stream, stop the capture thread and release the source. Safe to call twice."""
@@ -154,9 +156,10 @@ class FrameHub:
         self.source.interrupt()
         self._wake_loops()
         thread = self._thread
-        if already or thread is None:
-            if thread is None and not already:
-                self.source.close()
+        if already:
+            return
+        if thread is None:  # never started: nobody else will release the source
+            self.source.close()
             return
         if thread is not threading.current_thread():
             thread.join(timeout)

@@ -232,7 +232,7 @@ def create_app(
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
         if declared is not None:
-            if not declared.isdigit():
+            if not (declared.isascii() and declared.isdigit()):  # str.isdigit() alone accepts "²"
                 raise Refused(400, "Content-Length must be a number")
             if int(declared) > max_body_bytes:
                 raise Refused(413, f"the body is larger than {max_body_bytes} bytes")

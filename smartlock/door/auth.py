@@ -3,7 +3,9 @@
 The signature covers ``smartlock-v1``, the method, the path with its query string, the Unix
 timestamp, a random nonce and the SHA-256 of the body, one per line. The server accepts a timestamp
 within ±30 s of its clock and remembers every nonce until its timestamp leaves that window, so a
-captured request cannot be played again.
+captured request cannot be played again. The line format is unambiguous because only the path is
+free-form and HTTP forbids line breaks in it. The host is not signed: give every door its own secret,
+or a request captured at one door could be played once at another that shares it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ HEADER_TIMESTAMP = "X-Smartlock-Timestamp"
 HEADER_NONCE = "X-Smartlock-Nonce"
 HEADER_SIGNATURE = "X-Smartlock-Signature"
 SIGNATURE_HEADERS = (HEADER_KEY_ID, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)
+_SIGNATURE_KEYS = frozenset(name.lower() for name in SIGNATURE_HEADERS)
 
 WINDOW_SECONDS = 30.0
 KEY_BYTES = 32
@@ -142,6 +145,7 @@ def canonical_request(method: str, path: str, timestamp: str, nonce: str, body: 
 
 
 def compute_signature(key: bytes, method: str, path: str, timestamp: str, nonce: str, body: bytes) -> str:
+    """Hex HMAC-SHA256 of the canonical request."""
     return hmac.new(key, canonical_request(method, path, timestamp, nonce, body), hashlib.sha256).hexdigest()
 
 
@@ -169,8 +173,8 @@ class RequestVerifier:
 
     Thread-safe. The order of checks means an unsigned or wrongly signed request never reaches the
     nonce store, so only holders of the secret can fill it. Nonces live in memory only: give
-    ``not_before`` (the service's start time) so that a request captured before a restart cannot be
-    replayed after it.
+    ``not_before`` (the first whole second after the service started) so that a request captured
+    before a restart cannot be replayed after it.
     """
 
     def __init__(
@@ -199,7 +203,13 @@ class RequestVerifier:
 
     def verify(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> str:
         """Return the key id of a correctly signed, fresh, first-seen request; else raise AuthError."""
-        lowered = {k.lower(): v for k, v in headers.items()}
+        lowered: dict[str, str] = {}
+        for name, value in headers.items():
+            key = name.lower()
+            if key in lowered and key in _SIGNATURE_KEYS:
+                # Proxies disagree on which copy of a repeated header wins: refuse rather than guess.
+                raise AuthError(f"the header {name} appears more than once")
+            lowered[key] = value
         values = {name: lowered.get(name.lower()) for name in SIGNATURE_HEADERS}
         missing = [name for name, value in values.items() if not value]
         if len(missing) == len(SIGNATURE_HEADERS):

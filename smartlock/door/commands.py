@@ -11,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from smartlock.door.relay import PIN_FACTORIES  # gpiozero itself is imported only when a relay is made
 from smartlock.errors import ConfigError
 
 logger = logging.getLogger("smartlock.door")
@@ -20,6 +21,7 @@ DEFAULT_LOCK_DELAY = 3.0
 
 
 def register(subparsers: Any) -> None:
+    """Add `smartlock door` and `smartlock unlock`."""
     door = subparsers.add_parser(
         "door",
         help="run the Door API: a GPIO relay behind signed unlock requests",
@@ -37,7 +39,7 @@ def register(subparsers: Any) -> None:
     door.add_argument("--no-auth", action="store_true",
                       help="accept UNSIGNED requests (only for the seed's clients): anyone can unlock")
     door.add_argument("--pin-factory", default="auto",
-                      choices=("auto", "lgpio", "rpigpio", "pigpio", "native", "mock"),
+                      choices=PIN_FACTORIES,
                       help="gpiozero pin library; `mock` simulates the relay off a Pi (default: auto)")
     door.add_argument("--active-high", action="store_true",
                       help="pin HIGH unlocks (default: active-low as the seed: HIGH locked, LOW unlocked)")
@@ -68,6 +70,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_door(args: argparse.Namespace) -> int:
+    """`smartlock door`: write a secret, or serve the Door API until a signal; the relay ends locked."""
     from smartlock.door.auth import generate_secret
 
     if args.generate_secret is not None:
@@ -94,16 +97,18 @@ def run_door(args: argparse.Namespace) -> int:
     from smartlock.logs import setup_logging
 
     setup_logging(args.log_level)
-    # Nonces are remembered in memory only: refuse whatever was signed before this second, so a request
-    # captured before a restart cannot be replayed after it.
-    started = int(time.time())
-    verifier = None if args.no_auth else RequestVerifier(load_secret(args.secret_file), not_before=started)
+    # Nonces are remembered in memory only, and timestamps are whole seconds: refuse everything signed
+    # in or before the second this process started (a request captured before a restart cannot be
+    # replayed after it), and answer nothing before the next second begins (a fresh one is never refused).
+    not_before = int(time.time()) + 1
+    verifier = None if args.no_auth else RequestVerifier(load_secret(args.secret_file), not_before=not_before)
     events_path = args.events_db or default_data_dir() / "door" / "events.sqlite3"
     previous = _exit_cleanly_on((signal.SIGTERM, signal.SIGHUP))
     relay = Relay(args.pin, active_high=args.active_high, pin_factory=make_pin_factory(args.pin_factory))
     try:
         events = EventLog(events_path)
         try:
+            time.sleep(max(0.0, not_before - time.time()))
             _serve(relay, verifier, events, args)
         finally:
             events.close()
@@ -159,6 +164,7 @@ def _exit_cleanly_on(signals: tuple[signal.Signals, ...]) -> dict[int, Any]:
 
 
 def run_unlock(args: argparse.Namespace) -> int:
+    """`smartlock unlock`: send one signed unlock, or print it as a curl command."""
     from smartlock.door.auth import load_secret
     from smartlock.door.client import DoorClient, curl_command, unlock_body
 

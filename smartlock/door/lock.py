@@ -62,17 +62,24 @@ class DoorLock:
         with self._cond:
             if self._closed:
                 raise RelayError("the door service is shutting down; the door stays locked")
+            # The timer runs before the relay moves: if no thread can be started, the door stays shut.
+            if self._thread is None or not self._thread.is_alive():
+                thread = threading.Thread(target=self._relock_loop, name="door-relock", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError as err:
+                    raise RelayError(f"cannot start the relock timer ({err}); the door stays locked") from err
+                self._thread = thread
             try:
                 self.relay.unlock()
-            except RelayError as err:
+            except Exception as err:
                 self.fault = str(err)
                 self._deadline = None
                 self._lock_quietly()
-                raise
+                if isinstance(err, RelayError):
+                    raise
+                raise RelayError(f"cannot unlock the relay: {err}") from err
             self._deadline = self._clock() + self.lock_delay
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._relock_loop, name="door-relock", daemon=True)
-                self._thread.start()
             self._cond.notify_all()
             return self.lock_delay
 
@@ -89,14 +96,11 @@ class DoorLock:
             self.fault = None
 
     def seconds_left(self) -> float:
+        """Seconds until the relock (0.0 when locked)."""
         with self._cond:
             if self._deadline is None:
                 return 0.0
             return max(0.0, self._deadline - self._clock())
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def close(self) -> None:
         """Stop the timer and leave the relay locked. Idempotent; raises RelayError if it cannot lock."""
@@ -120,7 +124,7 @@ class DoorLock:
     def _lock_quietly(self) -> None:
         try:
             self.relay.lock()
-        except RelayError as err:
+        except Exception as err:
             logger.critical("relay did not lock after a failed unlock: %s", err)
 
     def _relock_loop(self) -> None:
@@ -143,7 +147,7 @@ class DoorLock:
                 continue
             try:
                 self.relay.lock()
-            except RelayError as err:
+            except Exception as err:  # whatever the relay raises, this thread must live on and retry
                 self.fault = str(err)
                 self._deadline = self._clock() + RELOCK_RETRY_SECONDS
                 logger.critical("relock failed, retrying in %.1f s: %s", RELOCK_RETRY_SECONDS, err)

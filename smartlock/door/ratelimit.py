@@ -17,7 +17,8 @@ class RefusalLimiter:
     """More than ``max_refusals`` refusals within ``window`` seconds blocks an address for ``block`` s.
 
     Memory is bounded: at most ``max_refusals + 1`` timestamps per address, and at most
-    ``max_addresses`` addresses (the stalest are forgotten first). Thread-safe.
+    ``max_addresses`` counted and ``max_addresses`` blocked addresses (the stalest are forgotten
+    first). Thread-safe.
     """
 
     def __init__(
@@ -74,3 +75,7 @@ class RefusalLimiter:
         if len(self._blocked_until) > self._max_addresses:
             for address in [a for a, until in self._blocked_until.items() if until <= now]:
                 del self._blocked_until[address]
+            # Still too many live blocks (an attacker with many addresses): every block lasts as long,
+            # so the first inserted ends first; forgetting it early is better than unbounded memory.
+            while len(self._blocked_until) > self._max_addresses:
+                del self._blocked_until[next(iter(self._blocked_until))]

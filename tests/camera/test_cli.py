@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,7 +11,7 @@ import httpx
 import pytest
 
 from smartlock.camera.api import create_app
-from smartlock.camera.commands import read_token
+from smartlock.camera.commands import RedactTokens, read_token
 from smartlock.camera.mjpeg import part_timestamp
 from smartlock.camera.sources import UrlSource
 from smartlock.camera.stream import FrameHub
@@ -47,6 +48,15 @@ def test_bad_flags_are_refused(flags: list[str], capsys) -> None:
         main(["camera", *flags])
     assert exit_.value.code == 2
     assert "camera: error: argument" in capsys.readouterr().err
+
+
+def test_access_log_lines_never_show_a_token() -> None:
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/stream.mjpg?a=1&token=s3cret&b=2", "1.1", 200), None,
+    )
+    assert RedactTokens().filter(record)
+    assert record.getMessage() == '127.0.0.1:5000 - "GET /stream.mjpg?a=1&token=***&b=2 HTTP/1.1" 200'
 
 
 def collect(url: str, seconds: float) -> dict[float, bytes]:
@@ -92,6 +102,8 @@ def test_relay_passes_frames_through_and_survives_its_upstream_restarting(video_
             assert "cannot connect" in health["error"] or "ended" in health["error"]
             assert "relay-me" not in health["error"] and "relay-me" not in health["source"]
             assert client.get(f"{relay}/snapshot.jpg").status_code == 503
+            upstream_log = (tmp_path / "up1.log").read_text()
+            assert "/stream.mjpg?token=***" in upstream_log and "relay-me" not in upstream_log
 
             with service_process(args_with_token, f"{upstream_url}/health", log_path=tmp_path / "up2.log"):
                 back = time.time()

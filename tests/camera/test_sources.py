@@ -230,6 +230,26 @@ def test_url_source_polls_a_snapshot_url() -> None:
     source.close()
 
 
+def test_url_source_refuses_an_endless_snapshot_instead_of_buffering_it(monkeypatch) -> None:
+    monkeypatch.setattr("smartlock.camera.url_source.MAX_PART_BYTES", 10_000)
+    big = jpeg_bytes(np.random.default_rng(1).integers(0, 255, (240, 320, 3), dtype=np.uint8))
+    assert len(big) > 10_000
+    small = jpeg_bytes(solid_image(PALETTE[0]))
+    answers = [small, big]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=answers.pop(0), headers={"content-type": "image/jpeg"})
+
+    source = UrlSource("http://cam/snapshot.jpg", fps=100, transport=httpx.MockTransport(handler))
+    source.open()
+    assert source.read().jpeg == small
+    with pytest.raises(CameraError, match="more than 10000 bytes"):
+        source.read()
+    source.close()
+    with pytest.raises(CameraError, match="more than 10000 bytes"):
+        UrlSource("http://cam/snapshot.jpg", transport=mjpeg_transport([big], [0.0])).open()
+
+
 def test_url_source_errors_name_the_url_without_its_token() -> None:
     with pytest.raises(CameraError, match=r"HTTP 404") as err:
         UrlSource("http://cam/missing?token=s3cret", transport=mjpeg_transport([], [])).open()

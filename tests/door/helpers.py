@@ -19,6 +19,42 @@ from tests.support import uvicorn_server
 
 PIN = 11  # BOARD11 = GPIO17 on the 40-pin header
 
+# How late a relock may come in a test. The issue's 50 ms target is a timing target, measured by
+# benchmarks/door_latency.py; on a busy 2-core machine a waking thread can be later than that, so tests
+# allow this much (a 1 s polling loop, as in the seed, still overshoots it most of the time).
+LATE = 0.3
+
+
+class ManualClock:
+    """A clock that moves only when a test sets ``now``."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def on_a_pi() -> bool:
+    try:
+        with open("/proc/device-tree/model", encoding="ascii", errors="replace") as handle:
+            return "raspberry pi" in handle.read().lower()
+    except OSError:
+        return False
+
+
+def assert_one_opening(pin, at_least: float, at_most: float | None = None) -> float:
+    """Since clear_states() the pin went locked -> unlocked -> locked once, unlocked for at least
+    ``at_least`` s and at most ``at_most`` (default ``at_least``) + LATE s; returns how long it was open.
+
+    MockPin timestamps are the time since the previous change, so states[2] is the open time itself.
+    """
+    assert levels(pin) == [True, False, True], pin.states
+    open_for = pin.states[2].timestamp
+    upper = (at_least if at_most is None else at_most) + LATE
+    assert at_least - 0.002 <= open_for <= upper, f"open {open_for:.3f} s, not {at_least:.3f}..{upper:.3f}"
+    return open_for
+
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout

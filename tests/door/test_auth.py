@@ -20,16 +20,9 @@ from smartlock.door.auth import (
     sign_request,
 )
 from smartlock.errors import AuthError, ConfigError
+from tests.door.helpers import ManualClock
 
 NOW = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_generated_secret_is_private_and_loads_back(tmp_path):
@@ -80,8 +73,8 @@ def test_missing_secret_file_says_how_to_create_one(tmp_path):
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock(NOW)
 
 
 @pytest.fixture
@@ -123,6 +116,18 @@ def test_header_names_are_case_insensitive(verifier, secret):
 def test_tampered_headers_are_refused(verifier, secret, change, reason):
     with pytest.raises(AuthError, match=reason):
         verifier.verify("POST", "/unlock", change(sign(secret)), b"")
+
+
+def test_a_repeated_signature_header_is_refused(verifier, secret):
+    from starlette.datastructures import Headers
+
+    signed = sign(secret)
+    other = sign(secret)  # a second valid set: which copy a proxy forwards must not matter
+    raw = [(k.lower().encode(), v.encode()) for k, v in signed.items()]
+    raw.append((HEADER_NONCE.lower().encode(), other[HEADER_NONCE].encode()))
+    with pytest.raises(AuthError, match="more than once"):
+        verifier.verify("POST", "/unlock", Headers(raw=raw), b"")
+    assert verifier.remembered_nonces() == 0
 
 
 @pytest.mark.parametrize(

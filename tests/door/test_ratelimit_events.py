@@ -8,19 +8,11 @@ import pytest
 
 from smartlock.door.events import EventLog
 from smartlock.door.ratelimit import RefusalLimiter
-from tests.door.helpers import wait_for
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.door.helpers import ManualClock, wait_for
 
 
 def test_more_than_ten_refusals_in_a_minute_block_for_a_minute():
-    clock = Clock()
+    clock = ManualClock()
     limiter = RefusalLimiter(clock=clock)
     for _ in range(10):
         assert limiter.record_refusal("10.0.0.1") is False
@@ -37,7 +29,7 @@ def test_more_than_ten_refusals_in_a_minute_block_for_a_minute():
 
 
 def test_refusals_older_than_the_window_do_not_count():
-    clock = Clock()
+    clock = ManualClock()
     limiter = RefusalLimiter(clock=clock)
     for _ in range(30):
         assert limiter.record_refusal("10.0.0.1") is False
@@ -46,10 +38,19 @@ def test_refusals_older_than_the_window_do_not_count():
 
 
 def test_memory_is_bounded_by_address_count():
-    limiter = RefusalLimiter(clock=Clock(), max_addresses=100)
+    limiter = RefusalLimiter(clock=ManualClock(), max_addresses=100)
     for i in range(1000):
         limiter.record_refusal(f"10.0.{i // 256}.{i % 256}")
     assert len(limiter._refusals) == 100
+
+
+def test_memory_is_bounded_even_with_many_blocked_addresses():
+    clock = ManualClock()
+    limiter = RefusalLimiter(max_refusals=0, clock=clock, max_addresses=100)
+    for i in range(1000):
+        assert limiter.record_refusal(f"10.1.{i // 256}.{i % 256}") is True  # each blocked at once
+    assert len(limiter._blocked_until) == 100
+    assert limiter.blocked_for("10.1.3.231") > 0  # the newest blocks are kept
 
 
 def test_events_newest_first_paged_and_kept_across_reopen(tmp_path):

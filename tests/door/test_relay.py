@@ -6,7 +6,7 @@ import pytest
 
 from smartlock.door.relay import Relay, make_pin_factory
 from smartlock.errors import ConfigError, RelayError
-from tests.door.helpers import PIN, levels
+from tests.door.helpers import PIN, levels, on_a_pi
 
 
 def test_active_low_by_default_high_is_locked_low_is_unlocked(relay, pin):
@@ -76,15 +76,7 @@ def test_mock_factory_by_name_and_string_injection():
         relay.close()
 
 
-def _on_a_pi() -> bool:
-    try:
-        with open("/proc/device-tree/model", encoding="ascii", errors="replace") as handle:
-            return "raspberry pi" in handle.read().lower()
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(_on_a_pi(), reason="on a Raspberry Pi the auto factory works")
+@pytest.mark.skipif(on_a_pi(), reason="on a Raspberry Pi the auto factory works")
 def test_auto_factory_off_a_pi_fails_with_the_mock_hint(monkeypatch):
     from gpiozero import Device
 
@@ -94,7 +86,7 @@ def test_auto_factory_off_a_pi_fails_with_the_mock_hint(monkeypatch):
         Relay(PIN, pin_factory=make_pin_factory("auto"))
 
 
-@pytest.mark.skipif(_on_a_pi(), reason="on a Raspberry Pi the native factory works")
+@pytest.mark.skipif(on_a_pi(), reason="on a Raspberry Pi the native factory works")
 def test_native_factory_off_a_pi_fails_with_the_mock_hint():
     with pytest.raises(RelayError, match="--pin-factory mock"):
         make_pin_factory("native")
