@@ -18,16 +18,19 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 from _common import EmbeddingCache, dataset, installed_backends, require_faces
 
+from smartlock.recognition.backends.base import Backend
 from smartlock.recognition.gallery import (
     DEFAULT_CALIBRATION,
     Calibration,
     CalibrationDefaults,
     Gallery,
     ImageRecord,
+    SimilarityFn,
     fit_line,
     leave_one_out,
 )
@@ -40,7 +43,8 @@ ENROLL = 3
 class Data:
     """Per backend: enrolled embeddings per person, genuine probes, stranger probes."""
 
-    def __init__(self, backend, root, people, strangers) -> None:
+    def __init__(self, backend: Backend, root: Path, people: dict[str, list[Path]],
+                 strangers: list[Path]) -> None:
         cache = EmbeddingCache(backend, root)
         all_paths = [p for photos in people.values() for p in photos] + strangers
         cache.ensure(all_paths)
@@ -72,7 +76,7 @@ class Data:
         return empty.with_images(records, np.stack(vectors)).recalibrated(self.backend.similarity)
 
 
-def _probe_scores(gallery: Gallery, similarity, vectors: np.ndarray) -> np.ndarray:
+def _probe_scores(gallery: Gallery, similarity: SimilarityFn, vectors: np.ndarray) -> np.ndarray:
     """(P, N) person scores; a probe without a face scores -inf everywhere."""
     has_face = ~np.isnan(vectors).any(axis=1)
     scores = np.full((len(vectors), len(gallery.people())), -np.inf)
@@ -132,14 +136,15 @@ def evaluate_ours(data: Data, members: list[int],
 # -- the seed's method -------------------------------------------------------------------------------
 
 
-def fit_softmax(x: np.ndarray, y: np.ndarray, classes: int, c: float = 10.0, iterations: int = 500):
+def fit_softmax(x: np.ndarray, y: np.ndarray, classes: int, c: float = 10.0,
+                iterations: int = 500) -> np.ndarray:
     """sklearn's multinomial LogisticRegression objective (0.5 |W|^2 + C * log loss, intercept free),
     minimised with L-BFGS."""
     n, d = x.shape
     onehot = np.eye(classes)[y]
     xb = np.hstack([x, np.ones((n, 1))])
 
-    def objective(flat):
+    def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
         w = flat.reshape(d + 1, classes)
         logits = xb @ w
         logits -= logits.max(axis=1, keepdims=True)
@@ -188,7 +193,7 @@ def evaluate_seed(data: Data, members: list[int], c: float = 10.0) -> dict:
     y = np.concatenate([np.full(len(data.enrolled[i]), k) for k, i in enumerate(members)])
     weights = fit_softmax(x, y, len(members), c=c)
 
-    def probabilities(vectors):
+    def probabilities(vectors: np.ndarray) -> np.ndarray:
         has_face = ~np.isnan(vectors).any(axis=1)
         logits = np.hstack([np.nan_to_num(vectors), np.ones((len(vectors), 1))]) @ weights
         logits -= logits.max(axis=1, keepdims=True)

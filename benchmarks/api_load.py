@@ -35,17 +35,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import httpx
+import numpy as np
+from _common import ROOT, require_faces  # also puts the repository on sys.path
+from PIL import Image
 
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from smartlock.config import faces_dir  # noqa: E402
-from smartlock.recognition.backends.base import get_backend  # noqa: E402
-from smartlock.recognition.recognizer import Recognizer  # noqa: E402
-from tests.support import free_port, stop_process, wait_until_up  # noqa: E402
+from smartlock.recognition.backends.base import get_backend
+from smartlock.recognition.recognizer import Recognizer
+from tests.support import free_port, stop_process, wait_until_up
 
 FRAME_SIZE = (640, 360)
 
@@ -210,9 +207,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="the server's --threads (default: its own)")
     parser.add_argument("--frames", type=int, default=20, help="distinct frames to cycle through")
     args = parser.parse_args()
-    faces = faces_dir()
-    if faces is None:
-        sys.exit("face photos not found: set SMARTLOCK_FACES_DIR or put them at ../shared/faces")
+    faces = require_faces()
 
     with tempfile.TemporaryDirectory(prefix="api-load-") as work:
         model_dir = Path(work) / "model"

@@ -16,6 +16,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from _common import ROOT, dataset, installed_backends, require_faces
@@ -23,7 +24,7 @@ from _common import ROOT, dataset, installed_backends, require_faces
 FRAME = (360, 640)
 
 
-def frames(root) -> dict[int, np.ndarray]:
+def frames(root: Path) -> dict[int, np.ndarray]:
     import cv2
 
     from smartlock.recognition.images import load_image

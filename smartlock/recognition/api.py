@@ -16,13 +16,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, Field
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import Scope
 
 from smartlock import __version__
+from smartlock.docs_ui import mount_api_docs
 from smartlock.errors import (
     BadImageError,
     ConfigError,
@@ -40,6 +40,18 @@ from smartlock.recognition.middleware import (
     UploadTooLarge,
     json_message,
 )
+from smartlock.recognition.recognizer import validate_name
+from smartlock.recognition.schemas import (
+    EnrolledImage,
+    Enrollment,
+    EnrollOutcome,
+    Health,
+    Message,
+    People,
+    Person,
+    Recognition,
+    error_responses,
+)
 
 if TYPE_CHECKING:
     from smartlock.recognition.recognizer import Recognizer
@@ -52,14 +64,22 @@ MULTIPART_OVERHEAD_BYTES = 64 * 2**10
 T = TypeVar("T")
 
 
-class _PersonConvertor(PathConvertor):
+class _PersonPrefixConvertor(PathConvertor):
     """Like ``{x:path}`` (a name with '/' still reaches the handler, which refuses it with a 400 rather
     than the router answering 404), and also matches newlines, which ``.*`` would not."""
 
     regex = r"[\s\S]*"
 
 
+class _PersonConvertor(_PersonPrefixConvertor):
+    """The same, except a path shaped like an image route (".../images", ".../images/<id>"): a wrong
+    method there gets 405 from those routes, not a 400 for the name "x/images" from /people/{name}."""
+
+    regex = r"(?![\s\S]*/images(?:/[^/]*)?$)[\s\S]*"
+
+
 register_url_convertor("person", _PersonConvertor())
+register_url_convertor("person_prefix", _PersonPrefixConvertor())
 
 # Module level, not inside create_app: FastAPI resolves these (string) annotations in module globals.
 API_KEY = APIKeyHeader(
@@ -70,91 +90,14 @@ PersonName = Annotated[
 ]
 
 
-# ---------------------------------------------------------------------------------------------------
-# Response models: they are the documentation in /openapi.json and what the fuzzer checks against.
+def _person_name(name: PersonName) -> str:
+    """Every route naming a person refuses a name that could never be enrolled with a 400 (GalleryError),
+    whether it would add, read or remove: '/', '..' and control characters are input errors, not
+    unknown people."""
+    return validate_name(name)
 
 
-class Message(BaseModel):
-    message: str = Field(description="What went wrong (or what was done), for a human.")
-    detail: list[dict[str, Any]] | None = Field(
-        default=None, description="Per-field validation errors (422 only)."
-    )
-
-
-class Prediction(BaseModel):
-    label: str = Field(description="An enrolled person's name ('unknown' when nobody is enrolled).")
-    confidence: float = Field(ge=0.0, le=1.0, description="Calibrated probability that the face is them.")
-
-
-class BoundingBox(BaseModel):
-    left: float
-    top: float
-    right: float
-    bottom: float
-
-
-class Face(BaseModel):
-    top_prediction: Prediction
-    bounding_box: BoundingBox = Field(description="In the posted image's pixels.")
-    all_predictions: list[Prediction] | None = Field(
-        description="Every enrolled person, best first, when include_predictions is true; else null."
-    )
-
-
-class Recognition(BaseModel):
-    faces: list[Face] = Field(description="Faces found, largest first; empty when there is none.")
-
-
-class EnrolledImage(BaseModel):
-    image_id: str
-    source: str = Field(description="File name the photo was uploaded or trained with.")
-
-
-class Person(BaseModel):
-    name: str
-    image_count: int
-    images: list[EnrolledImage]
-
-
-class People(BaseModel):
-    people: list[Person]
-
-
-class EnrollOutcome(BaseModel):
-    filename: str
-    enrolled: bool
-    image_id: str | None = Field(description="Set when enrolled: use it to remove this photo.")
-    reason: str | None = Field(
-        description="Why the photo was refused (no face, several faces, not an image)."
-    )
-
-
-class Enrollment(BaseModel):
-    name: str
-    enrolled: int = Field(description="Photos added to the gallery by this request.")
-    refused: int
-    outcomes: list[EnrollOutcome] = Field(description="One per uploaded photo, in upload order.")
-
-
-class Health(BaseModel):
-    status: Literal["ok"]
-    version: str
-    backend: str
-    people: int
-    images: int
-    model_hashes: dict[str, str]
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    text = {
-        400: "Unusable input (not an image, bad name, ...)",
-        401: "Missing or wrong X-API-Key",
-        404: "Unknown person or image",
-        413: "Upload too large",
-        422: "Missing or invalid field",
-        503: "The model cannot be used",
-    }
-    return {code: {"model": Message, "description": text[code]} for code in codes}
+ValidName = Annotated[str, Depends(_person_name)]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -301,7 +244,10 @@ def create_app(
             "Recognise enrolled people in an image (`POST /face-recognition`, the seed's contract) and "
             "enroll or remove people while the service runs. Errors answer `{\"message\": ...}`."
         ),
+        docs_url=None,  # mount_api_docs serves /docs and /redoc from local files (no CDN)
+        redoc_url=None,
     )
+    mount_api_docs(app)
     app.state.recognizer = recognizer
     app.state.metrics = metrics
     _install_error_handlers(app)
@@ -316,7 +262,7 @@ def create_app(
     secured = [Depends(require_key)] if expected is not None else []
 
     def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-        return _errors(*(code for code in codes if code != 401 or expected is not None))
+        return error_responses(*(code for code in codes if code != 401 or expected is not None))
 
     @app.post(
         "/face-recognition",
@@ -345,17 +291,17 @@ def create_app(
         people = await in_thread(recognizer.people)
         return People(people=[_person(name, images) for name, images in people.items()])
 
-    # The image routes are declared before the person routes so that they win: `{name:person}` would
-    # also match "alice/images/<id>".
+    # The image routes are declared before the person routes, and `{name:person}` never matches a path
+    # shaped like theirs ("alice/images/<id>"): see _PersonConvertor.
     @app.post(
-        "/people/{name:person}/images",
+        "/people/{name:person_prefix}/images",
         response_model=Enrollment,
         dependencies=secured,
         responses=errors(400, 401, 413, 422, 503),
         summary="Enroll photos of a person (new or existing)",
     )
     async def enroll(
-        name: PersonName,
+        name: ValidName,
         images: Annotated[list[UploadFile], File(description="One or more photos, one face each.")],
         multiple_faces: Annotated[
             Literal["refuse", "largest"],
@@ -374,28 +320,28 @@ def create_app(
         return Enrollment(name=name, enrolled=added, refused=len(answer) - added, outcomes=answer)
 
     @app.delete(
-        "/people/{name:person}/images/{image_id}",
+        "/people/{name:person_prefix}/images/{image_id}",
         response_model=Message,
         dependencies=secured,
-        responses=errors(400, 401, 404, 422),
+        responses=errors(400, 401, 404, 422, 503),
         summary="Remove one photo of a person",
     )
-    async def remove_image(name: PersonName, image_id: str) -> Message:
+    async def remove_image(name: ValidName, image_id: str) -> Message:
         await changing(recognizer.remove_image, name, image_id)
         log.info("removed image %s of %r", image_id, name)
         return Message(message=f"removed image {image_id} of {name}")
 
     @app.get(
-        "/people/{name:person}/images/{image_id}",
+        "/people/{name:person_prefix}/images/{image_id}",
         dependencies=secured,
         response_class=Response,
         responses={
             200: {"content": {"image/jpeg": {}}, "description": "JPEG face crop"},
-            **errors(401, 404),
+            **errors(400, 401, 404, 422),
         },
         summary="The face crop kept when a photo was enrolled",
     )
-    async def image_crop(name: PersonName, image_id: str) -> Response:
+    async def image_crop(name: ValidName, image_id: str) -> Response:
         crop = await in_thread(recognizer.image_crop, name, image_id)
         if crop is None:
             raise NotEnrolled(f"no face crop stored for image {image_id} of {name!r}")
@@ -405,10 +351,10 @@ def create_app(
         "/people/{name:person}",
         response_model=Person,
         dependencies=secured,
-        responses=errors(401, 404, 422),
+        responses=errors(400, 401, 404, 422),
         summary="One person's photos",
     )
-    async def get_person(name: PersonName) -> Person:
+    async def get_person(name: ValidName) -> Person:
         people = await in_thread(recognizer.people)
         if name not in people:
             raise NotEnrolled(f"{name!r} is not enrolled")
@@ -418,10 +364,10 @@ def create_app(
         "/people/{name:person}",
         response_model=Message,
         dependencies=secured,
-        responses=errors(400, 401, 404, 422),
+        responses=errors(400, 401, 404, 422, 503),
         summary="Remove a person and all their photos",
     )
-    async def remove_person(name: PersonName) -> Message:
+    async def remove_person(name: ValidName) -> Message:
         await changing(recognizer.remove_person, name)
         log.info("removed %r", name)
         return Message(message=f"removed {name}")

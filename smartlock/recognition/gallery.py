@@ -114,10 +114,17 @@ class Calibration:
 
     @classmethod
     def from_json(cls, data: dict) -> Calibration:
+        """The inverse of to_json; ValueError if the line does not rise or a number is not finite."""
+        slope, intercept = float(data["slope"]), float(data["intercept"])
+        prior_odds = float(data.get("prior_odds", DEFAULT_PRIOR_ODDS))
+        if not (math.isfinite(slope) and slope > 0 and math.isfinite(intercept)):
+            raise ValueError(f"calibration line slope={slope}, intercept={intercept} is unusable")
+        if not (math.isfinite(prior_odds) and prior_odds > 0):
+            raise ValueError(f"calibration prior odds {prior_odds} must be positive")
         return cls(
-            slope=float(data["slope"]),
-            intercept=float(data["intercept"]),
-            prior_odds=float(data.get("prior_odds", DEFAULT_PRIOR_ODDS)),
+            slope=slope,
+            intercept=intercept,
+            prior_odds=prior_odds,
             method=str(data.get("method", "default")),
             genuine_scores=tuple(float(v) for v in data.get("genuine_scores", ())),
             impostor_scores=tuple(float(v) for v in data.get("impostor_scores", ())),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,19 +22,18 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
     if not data:
         raise BadImageError("empty image")
     try:
-        with warnings.catch_warnings():
-            # The size check below replaces Pillow's own decompression-bomb warning.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width <= 0 or height <= 0:
-                raise BadImageError(f"image has no pixels ({width}x{height})")
-            if width * height > max_pixels:
-                raise BadImageError(
-                    f"image too large: {width}x{height} is over {max_pixels:,} pixels"
-                )
-            image.load()
-            image = ImageOps.exif_transpose(image)
+        # Pillow's own bomb check (a warning over Image.MAX_IMAGE_PIXELS, 89 M, an error over twice that)
+        # only fires for sizes the default limit below refuses anyway. It is not silenced with
+        # warnings.catch_warnings(): that swaps process-wide state and is not thread-safe.
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width <= 0 or height <= 0:
+            raise BadImageError(f"image has no pixels ({width}x{height})")
+        if width * height > max_pixels:
+            raise BadImageError(f"image too large: {width}x{height} is over {max_pixels:,} pixels")
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
     except BadImageError:
         raise
     except UnidentifiedImageError:
@@ -45,7 +43,6 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         # Pillow reports truncated or damaged files as OSError ("image file is truncated").
         raise BadImageError(f"image is damaged or truncated: {err}") from None
-    return _to_rgb(image)
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
@@ -61,9 +58,10 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
     if mode == "F":
         values = np.asarray(image, dtype=np.float64)
-        top = float(np.nanmax(values)) if values.size else 0.0
+        values = np.where(np.isfinite(values), values, 0.0)  # NaN and inf pixels become black
+        top = float(values.max(initial=0.0))
         scale = 255.0 if top <= 1.0 else 255.0 / top
-        gray = np.clip(np.nan_to_num(values) * scale, 0, 255).astype(np.uint8)
+        gray = np.clip(values * scale, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
         # Transparent areas become white rather than whatever colour hides under alpha 0.

@@ -10,19 +10,29 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
 
+from smartlock.docs_ui import is_docs_path
+
 API_KEY_HEADER = "X-API-Key"
-# Readable without the API key: liveness and the API's own documentation.
-OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+# Readable without the API key: liveness, the schema, and the documentation pages with their assets.
+OPEN_PATHS = frozenset({"/health", "/openapi.json"})
+
+
+def is_open_path(path: str) -> bool:
+    return path in OPEN_PATHS or is_docs_path(path)
 
 
 class UploadTooLarge(HTTPException):
-    def __init__(self, limit: int) -> None:
-        super().__init__(status_code=413, detail=f"upload too large: images are limited to {limit:,} bytes")
+    def __init__(self, limit: int, request_limit: int | None = None) -> None:
+        detail = f"upload too large: images are limited to {limit:,} bytes"
+        if request_limit is not None:
+            detail += f" (and all the files of one request together to {request_limit:,})"
+        super().__init__(status_code=413, detail=detail)
 
 
 class BodyLimitMiddleware:
     """413 when Content-Length says the body is over ``limit``, and while reading a body without one
-    (chunked) as soon as the bytes received pass it. ``image_limit`` is only quoted in the message."""
+    (chunked) as soon as the bytes received pass it, before any of it is parsed. ``image_limit`` (one
+    file's limit, which the routes enforce) is only quoted in the message."""
 
     def __init__(self, app: ASGIApp, limit: int, image_limit: int) -> None:
         self.app = app
@@ -36,7 +46,7 @@ class BodyLimitMiddleware:
         declared = _content_length(scope)
         if declared is not None and declared > self.limit:
             await _drain(receive, declared)
-            await json_message(413, UploadTooLarge(self.image_limit).detail)(scope, receive, send)
+            await json_message(413, self._too_large().detail)(scope, receive, send)
             return
         received = 0
         started = False
@@ -47,7 +57,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise UploadTooLarge(self.image_limit)
+                    raise self._too_large()
             return message
 
         async def tracking_send(message: AsgiMessage) -> None:
@@ -63,6 +73,9 @@ class BodyLimitMiddleware:
                 raise
             await json_message(413, err.detail)(scope, receive, send)
 
+    def _too_large(self) -> UploadTooLarge:
+        return UploadTooLarge(self.image_limit, self.limit)
+
 
 class ApiKeyMiddleware:
     """401 for a missing or wrong X-API-Key before the body is parsed, so an unauthenticated upload costs
@@ -73,7 +86,7 @@ class ApiKeyMiddleware:
         self.expected = api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or _key_ok(scope, self.expected):
+        if scope["type"] != "http" or is_open_path(scope["path"]) or _key_ok(scope, self.expected):
             await self.app(scope, receive, send)
             return
         await _drain(receive, _content_length(scope) or 0)

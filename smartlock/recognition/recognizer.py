@@ -14,10 +14,10 @@ from typing import Literal
 
 import numpy as np
 
-from smartlock.errors import BadImageError, GalleryError, ModelMismatch, NotEnrolled
+from smartlock.errors import BadImageError, GalleryError, ModelError, ModelMismatch, NotEnrolled
 from smartlock.recognition import store
 from smartlock.recognition.backends.base import Backend, DetectedFace, get_backend
-from smartlock.recognition.gallery import DEFAULT_PRIOR_ODDS, Gallery, ImageRecord, leave_one_out
+from smartlock.recognition.gallery import DEFAULT_PRIOR_ODDS, Gallery, ImageRecord
 from smartlock.recognition.images import decode_image, encode_jpeg
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def validate_name(name: str) -> str:
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
         raise GalleryError(f"a person's name must not contain control characters: {name!r}")
     if name == "unknown":
-        raise GalleryError("'unknown' is reserved for faces when nobody is enrolled")
+        raise GalleryError("the name 'unknown' is reserved for faces when nobody is enrolled")
     return name
 
 
@@ -271,7 +271,8 @@ class Recognizer:
         return _Embedded(EnrollOutcome(filename, True, image_id, reason), face.embedding, crop)
 
     def remove_person(self, name: str) -> None:
-        """NotEnrolled if unknown."""
+        """GalleryError for a name that could never be enrolled ('/', '..', ...); NotEnrolled if unknown."""
+        validate_name(name)
         with self._write_lock:
             gallery = self._gallery
             removed = [r.image_id for r in gallery.records if r.person == name]
@@ -281,7 +282,8 @@ class Recognizer:
             self._commit(new.recalibrated(self._backend.similarity), removed=removed)
 
     def remove_image(self, name: str, image_id: str) -> None:
-        """NotEnrolled if the person or image is unknown."""
+        """GalleryError for a bad name; NotEnrolled if the person or image is unknown."""
+        validate_name(name)
         with self._write_lock:
             gallery = self._gallery
             if not any(r.person == name for r in gallery.records):
@@ -292,7 +294,9 @@ class Recognizer:
             self._commit(new.recalibrated(self._backend.similarity), removed=[image_id])
 
     def image_crop(self, name: str, image_id: str) -> bytes | None:
-        """The JPEG face crop kept when this image was enrolled (None if none); NotEnrolled if unknown."""
+        """The JPEG face crop kept when this image was enrolled (None if none); GalleryError for a bad
+        name; NotEnrolled if unknown."""
+        validate_name(name)
         if not any(r.person == name and r.image_id == image_id for r in self._gallery.records):
             raise NotEnrolled(f"{name!r} has no image {image_id!r}")
         if self._model_dir is None:
@@ -309,8 +313,12 @@ class Recognizer:
         if self._model_dir is not None:
             for image_id, crop in crops:
                 if crop is not None:
-                    store.atomic_write(store.crop_path(self._model_dir, image_id), crop)
-            store.save_gallery(self._model_dir, gallery)
+                    try:
+                        store.atomic_write(store.crop_path(self._model_dir, image_id), crop)
+                    except OSError as err:
+                        raise ModelError(f"cannot save a face crop in {self._model_dir}: "
+                                         f"{err.strerror or err}") from err
+            store.save_gallery(self._model_dir, gallery)  # ModelError if it cannot be written
             for image_id in removed:
                 with contextlib.suppress(OSError):
                     store.crop_path(self._model_dir, image_id).unlink()
@@ -348,13 +356,6 @@ class Recognizer:
             "n_impostor": stats.get("n_impostor", 0),
             "stranger_trials": stats.get("stranger_trials", 0),
         }
-
-    def leave_one_out_scores(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-        """Names, each photo's person index, its (M, N) leave-one-out person scores, and whether its
-        person has another photo (the train command's report uses these)."""
-        gallery = self._gallery
-        owner, scores, has_genuine = leave_one_out(gallery, self._backend.similarity)
-        return gallery.people(), owner, scores, has_genuine
 
 
 def _check_compatible(backend: Backend, gallery: Gallery, model_dir: Path | None) -> None:

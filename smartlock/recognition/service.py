@@ -8,10 +8,10 @@ import stat
 from pathlib import Path
 
 from smartlock.errors import ConfigError
+from smartlock.recognition.commands import DEFAULT_MODEL_DIR
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_DIR = Path("model")
 DEFAULT_PORT = 5000
 
 
@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Serve the Face Recognition API: POST /face-recognition (multipart field 'image') answers "
             "{'faces': [{'top_prediction': {'label', 'confidence'}, 'bounding_box': {...}, "
             "'all_predictions': ...}]}; people are enrolled and removed under /people while it runs. "
-            "Swagger UI at /docs. If MODEL_DIR holds no gallery yet, an empty one is created there."
+            "Swagger UI at /docs (served locally: works offline). If MODEL_DIR holds no gallery yet, an "
+            "empty one is created there."
         ),
     )
     parser.add_argument(

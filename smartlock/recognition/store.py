@@ -1,9 +1,13 @@
 """Saving and loading a gallery: ``gallery.npz`` (embeddings, no pickle) + ``gallery.json`` (the rest).
 
-Every file is written to a temporary file in the same folder and renamed over the old one, so a crash
-leaves the old model or the new one, never half of one. ``gallery.json`` records the sha256 of the
-``.npz`` it belongs to; it is renamed last, so a model whose two files disagree is reported as corrupt.
-Face crops of enrolled photos (for the dashboard) live in ``faces/<image_id>.jpg``.
+Every file is written to a temporary file in the same folder, fsynced and renamed, so no file is ever
+half written. The two files are tied by the sha256 of the embeddings recorded in ``gallery.json``, and
+the rename of ``gallery.json`` is the single commit point: the new embeddings are first made durable
+as ``gallery.pending.npz``, then ``gallery.json`` naming them replaces the old one, then they are
+renamed to ``gallery.npz``. A crash before the commit leaves the old model (a stale pending file is
+dropped by the next save); a crash after it leaves the new one, which a load reads from the pending
+file and the next save finishes renaming. Face crops of enrolled photos (for the dashboard) live in
+``faces/<image_id>.jpg``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from smartlock.errors import ModelCorrupt, ModelError
 from smartlock.recognition.gallery import Calibration, Gallery, ImageRecord
 
 EMBEDDINGS_FILE = "gallery.npz"
+PENDING_EMBEDDINGS_FILE = "gallery.pending.npz"
 METADATA_FILE = "gallery.json"
 CALIBRATION_PLOT = "calibration.png"
 CROPS_DIR = "faces"
@@ -33,7 +38,8 @@ _IMAGE_ID = re.compile(r"^[0-9a-f]{8,64}$")
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    """Write ``data`` to ``path`` through a temporary file, fsync and a rename (then fsync the folder,
+    so the rename itself survives a power cut)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -46,9 +52,49 @@ def atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the renames in ``folder`` durable (a no-op where folders cannot be opened or synced)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _committed_sha256(model_dir: Path) -> str | None:
+    try:
+        value = json.loads((model_dir / METADATA_FILE).read_text(encoding="utf-8")).get("embeddings_sha256")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _settle(model_dir: Path) -> None:
+    """Finish the commit a crash interrupted (gallery.json already names the pending embeddings), or
+    drop a pending file no commit names."""
+    pending = model_dir / PENDING_EMBEDDINGS_FILE
+    try:
+        data = pending.read_bytes()
+    except FileNotFoundError:
+        return
+    if _sha256(data) == _committed_sha256(model_dir):
+        os.replace(pending, model_dir / EMBEDDINGS_FILE)
+    else:
+        pending.unlink()
+    fsync_dir(model_dir)
 
 
 def save_gallery(model_dir: Path, gallery: Gallery) -> None:
+    """Write the gallery into ``model_dir`` (see the module docstring for the crash-safe order);
+    ModelError if the folder cannot be written (disk full, read-only, ...)."""
     model_dir = Path(model_dir)
     buffer = io.BytesIO()
     np.savez(
@@ -63,15 +109,22 @@ def save_gallery(model_dir: Path, gallery: Gallery) -> None:
         "backend": gallery.backend,
         "model_hashes": gallery.model_hashes,
         "embedding_size": gallery.embedding_size,
-        "embeddings_sha256": hashlib.sha256(npz).hexdigest(),
+        "embeddings_sha256": _sha256(npz),
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "images": [
             {"image_id": r.image_id, "person": r.person, "source": r.source} for r in gallery.records
         ],
         "calibration": gallery.calibration.to_json(),
     }
-    atomic_write(model_dir / EMBEDDINGS_FILE, npz)
-    atomic_write(model_dir / METADATA_FILE, json.dumps(metadata, indent=1).encode("utf-8"))
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        _settle(model_dir)
+        atomic_write(model_dir / PENDING_EMBEDDINGS_FILE, npz)
+        atomic_write(model_dir / METADATA_FILE, json.dumps(metadata, indent=1).encode("utf-8"))  # commit
+        os.replace(model_dir / PENDING_EMBEDDINGS_FILE, model_dir / EMBEDDINGS_FILE)
+        fsync_dir(model_dir)
+    except OSError as err:
+        raise ModelError(f"cannot save the gallery in {model_dir}: {err.strerror or err}") from err
 
 
 def load_gallery(model_dir: Path) -> Gallery:
@@ -83,20 +136,16 @@ def load_gallery(model_dir: Path) -> Gallery:
             f"no trained model in {model_dir} ({METADATA_FILE} is missing): "
             "run `smartlock train -d DATASET -o MODEL_DIR` first"
         )
-    try:
-        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelCorrupt(f"{meta_path} is corrupt (not valid JSON): {err}") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise ModelCorrupt(f"{meta_path} is not a smartlock gallery")
-    if metadata.get("version") != VERSION:
-        raise ModelCorrupt(f"{meta_path} has format version {metadata.get('version')}; this smartlock "
-                           f"reads version {VERSION}: retrain with `smartlock train`")
-    try:
-        npz = npz_path.read_bytes()
-    except OSError as err:
-        raise ModelCorrupt(f"{npz_path} cannot be read: {err.strerror or err}") from None
-    if hashlib.sha256(npz).hexdigest() != metadata.get("embeddings_sha256"):
+    # A save in another process may rename between our reads: read the pair again before giving up.
+    for attempt in range(3):
+        metadata, npz = _read_committed(model_dir)
+        if npz is not None:
+            break
+        if attempt < 2:
+            time.sleep(0.05)
+    else:
+        if not npz_path.exists():
+            raise ModelCorrupt(f"{npz_path} is missing: retrain with `smartlock train`")
         raise ModelCorrupt(f"{npz_path} does not match {meta_path} (damaged, or from another model): "
                            "retrain with `smartlock train`")
     try:
@@ -123,6 +172,37 @@ def load_gallery(model_dir: Path) -> Gallery:
         raise ModelCorrupt(f"{meta_path}: images are not grouped by person")
     return Gallery(backend=backend, model_hashes=hashes, records=records, embeddings=embeddings,
                    calibration=calibration)
+
+
+def _read_committed(model_dir: Path) -> tuple[dict, bytes | None]:
+    """The metadata, and the embeddings it names (gallery.npz, or the pending file of a commit a
+    crash cut short); None for the embeddings when neither matches."""
+    meta_path = model_dir / METADATA_FILE
+    try:
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelCorrupt(f"{meta_path} is corrupt (not valid JSON): {err}") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise ModelCorrupt(f"{meta_path} is not a smartlock gallery")
+    if metadata.get("version") != VERSION:
+        raise ModelCorrupt(f"{meta_path} has format version {metadata.get('version')}; this smartlock "
+                           f"reads version {VERSION}: retrain with `smartlock train`")
+    expected = metadata.get("embeddings_sha256")
+    unreadable = None
+    for name in (EMBEDDINGS_FILE, PENDING_EMBEDDINGS_FILE):
+        try:
+            npz = (model_dir / name).read_bytes()
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            unreadable = unreadable or err
+            continue
+        if _sha256(npz) == expected:
+            return metadata, npz
+    if unreadable is not None:
+        reason = unreadable.strerror or unreadable
+        raise ModelCorrupt(f"{model_dir / EMBEDDINGS_FILE} cannot be read: {reason}")
+    return metadata, None
 
 
 def crop_path(model_dir: Path, image_id: str) -> Path:

@@ -15,6 +15,7 @@ from smartlock.errors import BadImageError, ConfigError, GalleryError
 from smartlock.recognition import store
 from smartlock.recognition.backends.base import get_backend
 from smartlock.recognition.gallery import DEFAULT_PRIOR_ODDS
+from smartlock.recognition.images import decode_image
 from smartlock.recognition.recognizer import EnrollOutcome, RecognizedFace, Recognizer, validate_name
 
 MAX_WARNINGS = 20
@@ -206,8 +207,6 @@ def classify(images: list[Path], model_dir: Path, as_json: bool = False, save_di
             _print_error(path, f"cannot read: {err.strerror or err}", as_json)
             continue
         try:
-            from smartlock.recognition.images import decode_image
-
             image = decode_image(data)
         except BadImageError as err:
             failures += 1

@@ -7,9 +7,11 @@ of one identity are similar and different identities are nearly orthogonal.
 
 from __future__ import annotations
 
+import io
 import threading
 
 import numpy as np
+from PIL import Image
 
 from smartlock.recognition.backends.base import Backend, DetectedFace
 
@@ -33,6 +35,13 @@ def face_image(*faces: tuple[int, int], size: int = 64) -> np.ndarray:
         assert 0 < identity < 256
         image[0, k] = (identity, variation, 0)
     return image
+
+
+def png(image: np.ndarray) -> bytes:
+    """Lossless bytes of an image (the fake backend reads exact pixel values)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 class FakeBackend(Backend):

@@ -11,7 +11,7 @@ import pytest
 from smartlock.errors import ConfigError, DependencyMissing, ModelCorrupt
 from smartlock.recognition.backends import arcface as arcface_module
 from smartlock.recognition.backends.base import get_backend
-from smartlock.recognition.backends.geometry import ARCFACE_TEMPLATE, nms, similarity_transform
+from smartlock.recognition.backends.geometry import ARCFACE_TEMPLATE, nms, pad_for_retry, similarity_transform
 from smartlock.recognition.backends.weights import package_dir, read_verified, sha256_bytes
 from tests.recognition.conftest import load_backend
 
@@ -57,6 +57,8 @@ def test_importing_the_package_needs_no_ml_library():
         "import smartlock.recognition.store, smartlock.recognition.images\n"
         "import smartlock.recognition.training, smartlock.recognition.commands\n"
         "import smartlock.recognition.backends.arcface, smartlock.recognition.backends.dlib\n"
+        "import smartlock.recognition.api, smartlock.recognition.client, smartlock.recognition.service\n"
+        "import smartlock.docs_ui\n"
         "print('ok')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
@@ -77,6 +79,33 @@ def test_nms_keeps_the_best_of_overlapping_boxes():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], dtype=np.float32)
     scores = np.array([0.8, 0.9, 0.7], dtype=np.float32)
     assert nms(boxes, scores, 0.4) == [1, 2]
+
+
+def test_nms_of_nothing_and_of_disjoint_boxes():
+    assert nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.4) == []
+    boxes = np.array([[0, 0, 10, 10], [10, 0, 20, 10]], dtype=np.float32)  # touching, not overlapping
+    assert sorted(nms(boxes, np.array([0.5, 0.6], np.float32), 0.0)) == [0, 1]
+
+
+@pytest.mark.parametrize(("shape", "max_side"), [((60, 80), None), ((60, 80), 640), ((3000, 2000), 640),
+                                                 ((1, 200_000), 640), ((200_000, 3), 2048)])
+def test_the_padded_retry_canvas_is_bounded_and_maps_back(shape, max_side):
+    """A long thin image must not make a canvas of its length squared (200,000 px would be 120 GB), and
+    the image sits on the canvas at image * scale + offset."""
+    height, width = shape
+    canvas, dx, dy, scale = pad_for_retry(np.full((height, width, 3), 255, np.uint8), max_side=max_side)
+    side = canvas.shape[0]
+    assert canvas.shape == (side, side, 3)
+    if max_side is None or 2 * max(shape) <= max_side:
+        assert scale == 1.0 and side == 2 * max(shape)
+    else:
+        assert side == max_side and scale == pytest.approx(max_side / (2 * max(shape)))
+    top, left = dy, dx
+    bottom, right = top + max(1, round(height * scale)), left + max(1, round(width * scale))
+    assert (canvas[top:bottom, left:right] == 255).all()
+    inside = np.zeros((side, side), bool)
+    inside[top:bottom, left:right] = True
+    assert (canvas[~inside] == 127).all()  # the rest is the gray margin
 
 
 @pytest.mark.faces

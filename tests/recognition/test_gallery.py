@@ -192,3 +192,46 @@ class TestGallery:
             _, _, confidences = gallery.match(genuine, cosine)
             assert confidences.max(axis=1).min() > 0.8, people
             assert math.isfinite(gallery.calibration.slope)
+
+
+class TestDegenerateGalleries:
+    """Calibration must stay finite and sane whatever the gallery looks like."""
+
+    @staticmethod
+    def check(gallery: Gallery) -> None:
+        cal = gallery.calibration
+        assert math.isfinite(cal.slope) and cal.slope > 0 and math.isfinite(cal.intercept)
+        json_cal = Calibration.from_json(cal.to_json())  # what is saved can be loaded back
+        assert json_cal.slope == cal.slope
+
+    def test_empty(self):
+        gallery = make_gallery(2).without(lambda record: False).recalibrated(cosine)
+        self.check(gallery)
+        assert gallery.people() == [] and gallery.calibration.method == "default"
+        names, scores, confidences = gallery.match(direction(1, 1)[None], cosine)
+        assert names == [] and scores.shape == confidences.shape == (1, 0)
+
+    def test_identical_photos_of_each_person(self):
+        records, vectors = [], []
+        for person in range(1, 5):
+            for copy in range(3):
+                records.append(ImageRecord(f"{person:04x}{copy:04x}", f"p{person}", f"{copy}.jpg"))
+                vectors.append(direction(person, 1))  # three different files, one embedding
+        gallery = Gallery.empty("fake", {}, SIZE).with_images(records, np.stack(vectors)).recalibrated(cosine)
+        self.check(gallery)
+        assert gallery.calibration.stats["n_genuine"] == 12
+        assert max(gallery.calibration.genuine_scores) == pytest.approx(1.0, abs=1e-5)
+        _, _, genuine = gallery.match(direction(3, 1)[None], cosine)
+        assert genuine[0].argmax() == 2 and genuine.max() > 0.9
+        _, _, stranger = gallery.match(np.stack([direction(p, 0) for p in range(300, 340)]), cosine)
+        assert np.isfinite(stranger).all() and stranger.max() < 0.5
+
+    def test_everyone_identical(self):
+        """Two people who are one vector (a broken camera, a copied photo): all their scores are equal,
+        so nobody is told apart with confidence."""
+        records = [ImageRecord(f"{k:08x}", name, "x.jpg") for k, name in enumerate(["a", "a", "b", "b"])]
+        vectors = np.stack([direction(1, 1)] * 4)
+        gallery = Gallery.empty("fake", {}, SIZE).with_images(records, vectors).recalibrated(cosine)
+        self.check(gallery)
+        _, _, confidences = gallery.match(direction(1, 1)[None], cosine)
+        assert confidences[0, 0] == pytest.approx(confidences[0, 1]) and confidences.max() <= 0.5

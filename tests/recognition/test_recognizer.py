@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import threading
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from smartlock.errors import BadImageError, GalleryError, ModelCorrupt, ModelError, ModelMismatch, NotEnrolled
 from smartlock.recognition import store
 from smartlock.recognition.recognizer import Recognizer, validate_name
-from tests.recognition.fakes import FakeBackend, face_image
-
-
-def png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
+from tests.recognition.fakes import FakeBackend, face_image, png
 
 
 def photos(identity: int, count: int = 3, first: int = 1) -> list[tuple[str, bytes]]:
@@ -230,7 +224,8 @@ def test_readers_always_see_a_whole_gallery(recognizer):
     finally:
         stop.set()
         for thread in readers:
-            thread.join(timeout=30)
+            thread.join(timeout=300)
+    assert not any(thread.is_alive() for thread in readers)
     assert not errors, errors[0]
     assert list(recognizer.people()) == ["alice", "bob", "carol"]
 
@@ -248,3 +243,84 @@ def test_enroll_many_reads_paths_one_at_a_time(recognizer, tmp_path):
     assert all(o.enrolled for o in outcomes["erin"])
     assert seen == [("dave", "dave.png"), ("dave", "gone.png"), ("erin", "5-1.png"), ("erin", "5-2.png")]
     assert set(recognizer.people()) == {"alice", "bob", "carol", "dave", "erin"}
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", "x\x1by", "unknown", ""])
+def test_removing_or_reading_a_bad_name_is_a_bad_request_not_an_unknown_person(recognizer, name):
+    image_id = recognizer.people()["alice"][0].image_id
+    for call in (lambda: recognizer.remove_person(name), lambda: recognizer.remove_image(name, image_id),
+                 lambda: recognizer.image_crop(name, image_id)):
+        with pytest.raises(GalleryError) as caught:
+            call()
+        assert not isinstance(caught.value, NotEnrolled), caught.value
+    assert list(recognizer.people()) == ["alice", "bob", "carol"]
+
+
+def test_removing_everyone_leaves_a_usable_empty_gallery(recognizer, tmp_path):
+    for name in list(recognizer.people()):
+        recognizer.remove_person(name)
+    assert recognizer.people() == {}
+    calibration = recognizer.calibration()
+    assert calibration["people"] == 0 and calibration["method"] == "default"
+    [face] = recognizer.recognize(face_image((1, 9)))
+    assert face.to_api()["top_prediction"] == {"label": "unknown", "confidence": 0.0}
+    again = Recognizer.load(tmp_path / "model", FakeBackend())
+    assert again.people() == {}
+    [outcome] = again.enroll("alice", photos(1, 1))
+    assert outcome.enrolled and list(again.people()) == ["alice"]
+
+
+def test_a_change_that_cannot_be_saved_changes_nothing(recognizer, tmp_path, monkeypatch):
+    before = recognizer.people()
+
+    def disk_full(path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "atomic_write", disk_full)
+    with pytest.raises(ModelError, match="No space left on device"):
+        recognizer.enroll("dave", photos(4, 2))
+    with pytest.raises(ModelError, match="No space left on device"):
+        recognizer.remove_person("alice")
+    assert recognizer.people() == before
+    monkeypatch.undo()
+    assert Recognizer.load(tmp_path / "model", FakeBackend()).people() == before
+
+
+@pytest.mark.parametrize("change", [{"slope": 0.0}, {"slope": float("nan")}, {"prior_odds": -1.0},
+                                    {"intercept": float("inf")}])
+def test_an_unusable_calibration_is_reported_as_corrupt(recognizer, tmp_path, change):
+    path = tmp_path / "model" / store.METADATA_FILE
+    metadata = json.loads(path.read_text())
+    metadata["calibration"].update(change)
+    path.write_text(json.dumps(metadata))
+    with pytest.raises(ModelCorrupt, match="calibration"):
+        Recognizer.load(tmp_path / "model", FakeBackend())
+
+
+def test_concurrent_writers_lose_nothing(recognizer, tmp_path):
+    """Enrollments and removals from several threads at once (the API serialises its own, the engine's
+    collector or a second caller need not): every change lands, on disk as in memory."""
+    errors: list[BaseException] = []
+
+    def write(identity: int) -> None:
+        try:
+            name = f"writer{identity}"
+            assert all(o.enrolled for o in recognizer.enroll(name, photos(identity, 3)))
+            first = recognizer.people()[name][0].image_id
+            recognizer.remove_image(name, first)
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    writers = [threading.Thread(target=write, args=(30 + k,)) for k in range(4)]
+    for thread in writers:
+        thread.start()
+    recognizer.remove_person("carol")
+    for thread in writers:
+        thread.join(timeout=300)
+    assert not any(thread.is_alive() for thread in writers)
+    assert not errors, errors[0]
+    expected = {"alice": 3, "bob": 3, **{f"writer{30 + k}": 2 for k in range(4)}}
+    assert {name: len(images) for name, images in recognizer.people().items()} == expected
+    on_disk = Recognizer.load(tmp_path / "model", FakeBackend())
+    assert on_disk.people() == recognizer.people()
+    assert on_disk.calibration() == recognizer.calibration()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 
 import httpx
@@ -9,8 +10,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from smartlock import __version__
+from smartlock.recognition import store
 from smartlock.recognition.api import create_app
 from smartlock.recognition.metrics import ApiMetrics
+from smartlock.recognition.recognizer import Recognizer
+from tests.recognition.fakes import FakeBackend, face_image, png
 from tests.recognition_api.conftest import Served
 from tests.recognition_api.fakes import FakeRecognizer
 from tests.recognition_api.media import bomb_png, multipart_stream, solid_jpeg, truncated
@@ -120,7 +124,9 @@ BAD_INPUTS = {
     "bad multiple_faces": ("POST", "/people/dave/images", photos(BLUE, multiple_faces="all"), 422),
     "delete unknown person": ("DELETE", "/people/nobody", {}, 404),
     "delete unknown image": ("DELETE", "/people/nobody/images/0123456789abcdef", {}, 404),
-    "delete person with /": ("DELETE", "/people/a%2Fb", {}, 404),
+    "delete person with /": ("DELETE", "/people/a%2Fb", {}, 400),
+    "delete image of person ..": ("DELETE", "/people/%2E%2E/images/0123456789abcdef", {}, 400),
+    "read person with control character": ("GET", "/people/eve%07", {}, 400),
     "unknown path": ("GET", "/nothing-here", {}, 404),
     "wrong method": ("GET", FR, {}, 405),
 }
@@ -161,11 +167,37 @@ def test_oversized_body_without_content_length_is_cut_off(served: Served) -> Non
     assert big.status_code == 413 and "too large" in big.json()["message"]
 
 
-def test_names_that_cannot_be_enrolled_are_not_found_either(served: Served) -> None:
-    for name in ("eve%07", "a%2Fb", "%2E%2E", "x%0Ay"):
-        assert served.http.delete(f"/people/{name}").status_code == 404
-        assert served.http.get(f"/people/{name}").status_code == 404
-        assert served.http.delete(f"/people/{name}/images/0123456789abcdef").status_code == 404
+def test_names_that_cannot_be_enrolled_are_refused_by_every_route(served: Served) -> None:
+    """A path-ish name is bad input (400) wherever it appears, not an unknown person (404)."""
+    enroll(served, "alice", ("a.jpg", BLUE))
+    for name in ("eve%07", "a%2Fb", "%2E%2E", "x%0Ay", "a%5Cb", "unknown"):
+        for method, path in (("DELETE", f"/people/{name}"), ("GET", f"/people/{name}"),
+                             ("DELETE", f"/people/{name}/images/0123456789abcdef"),
+                             ("GET", f"/people/{name}/images/0123456789abcdef")):
+            response = served.http.request(method, path)
+            assert response.status_code == 400, (method, path, response.text)
+            assert "name" in response.json()["message"], (method, path)
+    assert served.http.delete("/people/bob").status_code == 404  # a good name not enrolled: 404
+    assert [p["name"] for p in served.http.get("/people").json()["people"]] == ["alice"]
+
+
+def test_a_gallery_that_cannot_be_saved_answers_503_and_changes_nothing(tmp_path, monkeypatch) -> None:
+    """A real Recognizer (fake backend) whose disk is full: the enrollment is refused with a 503 that
+    says why, and neither the served nor the saved gallery changes."""
+    recognizer = Recognizer.create(tmp_path / "model", FakeBackend())
+
+    def disk_full(path: object, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "atomic_write", disk_full)
+    photo = ("a.png", png(face_image((1, 1))))
+    with uvicorn_server(create_app(recognizer)) as url:
+        response = httpx.post(f"{url}/people/alice/images", files={"images": photo}, timeout=30)
+        assert response.status_code == 503, response.text
+        assert "No space left on device" in response.json()["message"]
+        assert httpx.get(f"{url}/people", timeout=30).json() == {"people": []}
+    monkeypatch.undo()
+    assert Recognizer.load(tmp_path / "model", FakeBackend()).people() == {}
 
 
 class Exploding(FakeRecognizer):
@@ -298,3 +330,7 @@ def test_405_lists_every_method_of_the_path(served: Served) -> None:
     assert response.headers["allow"] == "DELETE, GET"
     assert served.http.request("PUT", "/people/alice/images").headers["allow"] == "POST"
     assert served.http.request("PUT", "/people/alice/images/ab").headers["allow"] == "DELETE, GET"
+    for method in ("GET", "DELETE"):  # not a person named "alice/images"
+        response = served.http.request(method, "/people/alice/images")
+        assert (response.status_code, response.headers["allow"]) == (405, "POST"), response.text
+    assert served.http.post("/people/alice").headers["allow"] == "DELETE, GET"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from smartlock.recognition.client import RecognitionClient
 from tests.recognition_api.conftest import TrainedModel, copy_model, recognition_service
@@ -24,8 +26,13 @@ def server(trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFactory
         yield url
 
 
+# Generous: a test must not fail because the machine is busy; none of them measures speed.
+TIMEOUT = 120
+
+
 def top(url: str, photo: Path) -> dict:
-    response = httpx.post(f"{url}/face-recognition", files={"image": photo.read_bytes()}, timeout=30)
+    response = httpx.post(f"{url}/face-recognition", files={"image": photo.read_bytes()}, timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
     return response.json()["faces"][0]["top_prediction"]  # the largest face: the person the photo is of
 
 
@@ -34,7 +41,7 @@ def test_the_seed_client_code_path(server: str, trained_model: TrainedModel) -> 
     name, probes = next(iter(trained_model.enrolled.items()))
     # Exactly what the seed's engine does with the answer.
     with open(probes[0], "rb") as image:
-        response = requests.post(f"{server}/face-recognition", files={"image": image})
+        response = requests.post(f"{server}/face-recognition", files={"image": image}, timeout=TIMEOUT)
     assert response.status_code == 200
     faces = response.json()["faces"]
     assert faces[0]["top_prediction"]["label"] == name
@@ -46,10 +53,12 @@ def test_the_seed_client_code_path(server: str, trained_model: TrainedModel) -> 
 def test_enrolled_people_are_recognised_strangers_not(server: str, trained_model: TrainedModel) -> None:
     for name, probes in trained_model.enrolled.items():
         for probe in probes[:2]:
-            assert top(server, probe)["label"] == name, probe
-            assert top(server, probe)["confidence"] >= 0.8, probe
+            prediction = top(server, probe)
+            assert prediction["label"] == name and prediction["confidence"] >= 0.8, (probe, prediction)
     for stranger in trained_model.strangers:
-        response = httpx.post(f"{server}/face-recognition", files={"image": stranger.read_bytes()})
+        response = httpx.post(f"{server}/face-recognition", files={"image": stranger.read_bytes()},
+                              timeout=TIMEOUT)
+        assert response.status_code == 200, response.text
         faces = response.json()["faces"]
         assert all(face["top_prediction"]["confidence"] < 0.5 for face in faces), stranger
 
@@ -57,7 +66,7 @@ def test_enrolled_people_are_recognised_strangers_not(server: str, trained_model
 def test_all_predictions_lists_every_enrolled_person(server: str, trained_model: TrainedModel) -> None:
     probe = next(iter(trained_model.enrolled.values()))[0]
     response = httpx.post(f"{server}/face-recognition", files={"image": probe.read_bytes()},
-                          data={"include_predictions": "true"})
+                          data={"include_predictions": "true"}, timeout=TIMEOUT)
     predictions = response.json()["faces"][0]["all_predictions"]
     assert sorted(p["label"] for p in predictions) == sorted(trained_model.enrolled)
     confidences = [p["confidence"] for p in predictions]
@@ -77,6 +86,8 @@ def _bad_inputs(face: bytes) -> dict[str, tuple[str, str, dict, int]]:
         "name with /": ("POST", "/people/a%2Fb/images", {"files": {"images": face}}, 400),
         "name ..": ("POST", "/people/%2E%2E/images", {"files": {"images": face}}, 400),
         "name with control character": ("POST", "/people/a%1Bb/images", {"files": {"images": face}}, 400),
+        "delete person with /": ("DELETE", "/people/a%2Fb", {}, 400),
+        "delete image of person ..": ("DELETE", "/people/%2E%2E/images/0123456789abcdef", {}, 400),
         "delete unknown person": ("DELETE", "/people/Nobody_Here", {}, 404),
         "delete unknown image": ("DELETE", "/people/Nobody_Here/images/0123456789abcdef", {}, 404),
     }
@@ -84,36 +95,47 @@ def _bad_inputs(face: bytes) -> dict[str, tuple[str, str, dict, int]]:
 
 def test_bad_input_gets_a_4xx_with_a_message(server: str, trained_model: TrainedModel) -> None:
     face_photo = next(iter(trained_model.enrolled.values()))[0].read_bytes()
-    before = httpx.get(f"{server}/people").json()
+    before = httpx.get(f"{server}/people", timeout=TIMEOUT).json()
     results = {}
     for case, (method, path, kwargs, status) in _bad_inputs(face_photo).items():
-        response = httpx.request(method, server + path, timeout=60, **kwargs)
+        response = httpx.request(method, server + path, timeout=TIMEOUT, **kwargs)
         results[case] = (response.status_code, response.json().get("message"))
         assert response.status_code == status, (case, response.text)
         assert isinstance(results[case][1], str) and results[case][1], case
-    assert httpx.get(f"{server}/people").json() == before
-    assert httpx.get(f"{server}/health").json()["status"] == "ok"  # still serving
+    assert httpx.get(f"{server}/people", timeout=TIMEOUT).json() == before
+    assert httpx.get(f"{server}/health", timeout=TIMEOUT).json()["status"] == "ok"  # still serving
     for case, (status, message) in results.items():
         print(f"{case:32s} {status}  {message[:70]}")
+
+
+def test_odd_but_valid_images_get_an_answer(server: str) -> None:
+    """Within the size limit but of an extreme shape: a 2 x 200,000 PNG once made the retry canvas
+    447 GiB (a 500). It has no face."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (200_000, 2), (128, 128, 128)).save(buffer, "PNG")
+    response = httpx.post(f"{server}/face-recognition", files={"image": ("strip.png", buffer.getvalue())},
+                          timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"faces": []}
 
 
 def test_enroll_through_the_api_then_delete(each_backend_model: TrainedModel, tmp_path: Path) -> None:
     name, photos = next(iter(each_backend_model.newcomers.items()))
     with recognition_service(copy_model(each_backend_model, tmp_path), tmp_path) as url:
-        assert httpx.get(f"{url}/health").json()["backend"] == each_backend_model.backend
+        assert httpx.get(f"{url}/health", timeout=TIMEOUT).json()["backend"] == each_backend_model.backend
         before = top(url, photos[3])
         assert before["label"] != name and before["confidence"] < 0.5
-        answer = httpx.post(f"{url}/people/{name}/images", timeout=60,
+        answer = httpx.post(f"{url}/people/{name}/images", timeout=TIMEOUT,
                             files=[("images", (p.name, p.read_bytes())) for p in photos[:3]],
                             data={"multiple_faces": "largest"}).json()
         assert answer["enrolled"] == 3, answer
         # no restart: the very next request sees the new person
         after = top(url, photos[3])
         assert after["label"] == name and after["confidence"] >= 0.8
-        assert httpx.delete(f"{url}/people/{name}").status_code == 200
+        assert httpx.delete(f"{url}/people/{name}", timeout=TIMEOUT).status_code == 200
         gone = top(url, photos[3])
         assert gone["label"] != name and gone["confidence"] < 0.5
-        assert httpx.delete(f"{url}/people/{name}").status_code == 404
+        assert httpx.delete(f"{url}/people/{name}", timeout=TIMEOUT).status_code == 404
 
 
 def test_a_restart_finds_the_gallery_as_it_was_left(trained_model: TrainedModel, tmp_path: Path) -> None:
@@ -121,7 +143,7 @@ def test_a_restart_finds_the_gallery_as_it_was_left(trained_model: TrainedModel,
     name, photos = list(trained_model.newcomers.items())[1]
     victim = sorted(trained_model.enrolled)[0]
     with recognition_service(model_dir, tmp_path) as url:
-        client = RecognitionClient(f"{url}/face-recognition")
+        client = RecognitionClient(f"{url}/face-recognition", timeout=TIMEOUT)
         assert client.enroll(name, photos[:3], multiple_faces="largest")["enrolled"] == 3
         victim_images = next(p for p in client.people() if p["name"] == victim)["images"]
         first_image = victim_images[0]["image_id"]
@@ -129,7 +151,7 @@ def test_a_restart_finds_the_gallery_as_it_was_left(trained_model: TrainedModel,
         left = client.people()
         assert top(url, photos[3])["label"] == name
     with recognition_service(model_dir, tmp_path) as url:
-        client = RecognitionClient(f"{url}/face-recognition")
+        client = RecognitionClient(f"{url}/face-recognition", timeout=TIMEOUT)
         assert client.people() == left
         assert first_image not in str(left)
         assert client.health()["people"] == len(trained_model.enrolled) + 1
@@ -147,22 +169,29 @@ def test_concurrent_enrollments_and_recognitions(trained_model: TrainedModel, tm
     done = threading.Event()
 
     def recognise() -> None:
-        with httpx.Client(base_url=url, timeout=60) as http:
-            for _ in range(200):  # bounded; stops early once the enrollments are done
-                response = http.post("/face-recognition", files={"image": probes[0].read_bytes()})
-                top_prediction = response.json()["faces"][0]["top_prediction"]
-                if response.status_code != 200 or top_prediction["label"] != known:
-                    errors.append(f"{response.status_code} {top_prediction}")
-                if done.is_set():
-                    return
+        try:
+            with httpx.Client(base_url=url, timeout=TIMEOUT) as http:
+                for _ in range(200):  # bounded; stops early once the enrollments are done
+                    response = http.post("/face-recognition", files={"image": probes[0].read_bytes()})
+                    if response.status_code != 200:
+                        errors.append(f"recognise: {response.status_code} {response.text}")
+                    elif response.json()["faces"][0]["top_prediction"]["label"] != known:
+                        errors.append(f"recognise: {response.json()['faces'][0]['top_prediction']}")
+                    if done.is_set():
+                        return
+        except Exception as err:  # a thread's exception would otherwise vanish and the test pass
+            errors.append(f"recognise: {err!r}")
 
     def enroll(name: str, photos: list[Path]) -> None:
-        with httpx.Client(base_url=url, timeout=60) as http:
-            for photo in photos[:3]:  # one request per photo: several read-modify-writes each
-                response = http.post(f"/people/{name}/images", data={"multiple_faces": "largest"},
-                                     files={"images": (photo.name, photo.read_bytes())})
-                if response.status_code != 200 or response.json()["enrolled"] != 1:
-                    errors.append(response.text)
+        try:
+            with httpx.Client(base_url=url, timeout=TIMEOUT) as http:
+                for photo in photos[:3]:  # one request per photo: several read-modify-writes each
+                    response = http.post(f"/people/{name}/images", data={"multiple_faces": "largest"},
+                                         files={"images": (photo.name, photo.read_bytes())})
+                    if response.status_code != 200 or response.json()["enrolled"] != 1:
+                        errors.append(f"enroll {name}: {response.status_code} {response.text}")
+        except Exception as err:
+            errors.append(f"enroll {name}: {err!r}")
 
     with recognition_service(model_dir, tmp_path) as url:
         readers = [threading.Thread(target=recognise) for _ in range(2)]
@@ -170,11 +199,12 @@ def test_concurrent_enrollments_and_recognitions(trained_model: TrainedModel, tm
         for thread in readers + writers:
             thread.start()
         for thread in writers:
-            thread.join(timeout=120)
+            thread.join(timeout=600)
         done.set()
         for thread in readers:
-            thread.join(timeout=120)
-        served = httpx.get(f"{url}/people").json()["people"]
+            thread.join(timeout=600)
+        assert not any(thread.is_alive() for thread in readers + writers)
+        served = httpx.get(f"{url}/people", timeout=TIMEOUT).json()["people"]
     assert not errors, errors[:5]
     counts = {person["name"]: person["image_count"] for person in served}
     assert all(counts[name] == 3 for name, _ in newcomers), counts
@@ -189,16 +219,19 @@ def test_api_key_and_empty_gallery_start(tmp_path: Path, trained_model: TrainedM
     key_file.chmod(0o600)
     model_dir = tmp_path / "new-model"  # does not exist: the service starts with an empty gallery
     with recognition_service(model_dir, tmp_path, "--api-key-file", str(key_file)) as url:
-        health = httpx.get(f"{url}/health").json()
+        health = httpx.get(f"{url}/health", timeout=TIMEOUT).json()
         assert (health["backend"], health["people"]) == ("arcface", 0)
         assert len(health["model_hashes"]) == 2
         photo = next(iter(trained_model.enrolled.values()))[0].read_bytes()
-        assert httpx.post(f"{url}/face-recognition", files={"image": photo}).status_code == 401
-        assert httpx.get(f"{url}/people", headers={"X-API-Key": "wrong"}).status_code == 401
+        refused = httpx.post(f"{url}/face-recognition", files={"image": photo}, timeout=TIMEOUT)
+        assert refused.status_code == 401
+        assert httpx.get(f"{url}/people", headers={"X-API-Key": "wrong"}, timeout=TIMEOUT).status_code == 401
         key = {"X-API-Key": "correct horse battery staple"}
-        faces = httpx.post(f"{url}/face-recognition", files={"image": photo}, headers=key).json()["faces"]
+        faces = httpx.post(f"{url}/face-recognition", files={"image": photo}, headers=key,
+                           timeout=TIMEOUT).json()["faces"]
         assert faces[0]["top_prediction"] == {"label": "unknown", "confidence": 0.0}
-        with RecognitionClient(f"{url}/face-recognition", api_key="correct horse battery staple") as client:
+        with RecognitionClient(f"{url}/face-recognition", api_key="correct horse battery staple",
+                               timeout=TIMEOUT) as client:
             outcome = client.enroll("First_Person", [("me.jpg", photo)], multiple_faces="largest")
             assert outcome["enrolled"] == 1
             assert client.recognize_jpeg(photo)[0]["top_prediction"]["label"] == "First_Person"

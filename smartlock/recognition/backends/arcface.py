@@ -121,11 +121,15 @@ class ArcFaceBackend(Backend):
         """Boxes (N, 4), scores (N,), landmarks (N, 5, 2) in image pixels, largest face first."""
         boxes, scores, points = self._detect_once(image)
         if len(boxes) == 0:
-            canvas, dx, dy = pad_for_retry(image)
+            # the detector shrinks its input to detection_size anyway: a larger canvas gains nothing
+            canvas, dx, dy, scale = pad_for_retry(image, max_side=self.detection_size)
             boxes, scores, points = self._detect_once(canvas)
             if len(boxes):
-                boxes = boxes - np.array([dx, dy, dx, dy], dtype=np.float32)
-                points = points - np.array([dx, dy], dtype=np.float32)
+                height, width = image.shape[:2]
+                boxes = (boxes - np.array([dx, dy, dx, dy], dtype=np.float32)) / scale
+                boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
+                boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+                points = (points - np.array([dx, dy], dtype=np.float32)) / scale
         return boxes, scores, points
 
     def _detect_once(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -167,8 +171,10 @@ class ArcFaceBackend(Backend):
             all_scores.append(scores[keep])
         if not all_boxes:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
-        boxes = np.concatenate(all_boxes) / scale
-        points = np.concatenate(all_points) / scale
+        # per axis: rounding makes the two scales differ (by a lot for a long thin image)
+        axes = np.array([new_w / width, new_h / height], dtype=np.float32)
+        boxes = np.concatenate(all_boxes) / np.tile(axes, 2)
+        points = np.concatenate(all_points) / axes
         scores = np.concatenate(all_scores)
         keep = nms(boxes, scores, self.nms_threshold)
         boxes, scores, points = boxes[keep], scores[keep], points[keep]

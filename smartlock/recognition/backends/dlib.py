@@ -92,14 +92,15 @@ class DlibBackend(Backend):
         work = np.ascontiguousarray(array)
         if max(work.shape[:2]) > MAX_SIDE:
             scale = MAX_SIDE / max(work.shape[:2])
-            size = (round(work.shape[1] * scale), round(work.shape[0] * scale))
+            size = (max(1, round(work.shape[1] * scale)), max(1, round(work.shape[0] * scale)))
             work = cv2.resize(work, size, interpolation=cv2.INTER_AREA)
         dx = dy = 0
         with self._lock:
             found = self._detect_once(work)
             if not found:
                 # A face filling the frame has no margin for the HOG window: retry on a padded canvas.
-                work, dx, dy = pad_for_retry(work)
+                work, dx, dy, retry_scale = pad_for_retry(work, max_side=MAX_SIDE)
+                scale *= retry_scale
                 found = self._detect_once(work)
             if not found:
                 return []

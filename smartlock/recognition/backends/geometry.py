@@ -64,15 +64,28 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
     return keep
 
 
-def pad_for_retry(image: np.ndarray, factor: float = 2.0) -> tuple[np.ndarray, int, int]:
-    """The image centred on a gray canvas ``factor`` times its larger side, and the offset (x, y).
+def pad_for_retry(image: np.ndarray, factor: float = 2.0,
+                  max_side: int | None = None) -> tuple[np.ndarray, int, int, float]:
+    """The image centred on a gray canvas ``factor`` times its larger side, the offset (x, y) of the
+    image on it and the scale applied first: canvas = image * scale + offset.
 
     Detectors miss a face that fills the whole frame (no margin, larger than their biggest anchor);
-    seen on a padded canvas it becomes an ordinary, smaller face.
+    seen on a padded canvas it becomes an ordinary, smaller face. With ``max_side`` the image is shrunk
+    first so that the canvas stays within it: a detector that resizes its input to that size anyway
+    loses nothing, and a long thin image cannot make a canvas of its length squared.
     """
+    import cv2
+
     height, width = image.shape[:2]
-    side = round(max(height, width) * factor)
+    side = max(1, round(max(height, width) * factor))
+    scale = 1.0
+    if max_side is not None and side > max_side:
+        scale = max_side / side
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        height, width = image.shape[:2]
+        side = max(max_side, height, width)
     canvas = np.full((side, side, 3), 127, dtype=np.uint8)
     x, y = (side - width) // 2, (side - height) // 2
     canvas[y : y + height, x : x + width] = image
-    return canvas, x, y
+    return canvas, x, y, scale
