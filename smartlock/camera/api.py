@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from smartlock import __version__
 from smartlock.camera.mjpeg import CONTENT_TYPE
 from smartlock.camera.stream import FrameHub
+from smartlock.docs_ui import mount_api_docs
 from smartlock.errors import CameraError
 
 # The seed's picamera server sent these with the stream; proxies and browsers must not cache frames.
@@ -102,7 +103,10 @@ def create_app(hub: FrameHub, token: str | None = None, *, manage_hub: bool = Tr
         version=__version__,
         description="MJPEG camera stream: one capture, one JPEG encode per frame, any number of viewers.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    mount_api_docs(app)
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, err: HTTPException) -> JSONResponse:

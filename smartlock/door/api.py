@@ -27,6 +27,7 @@ from pydantic import Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from smartlock.config import StrictModel
+from smartlock.docs_ui import mount_api_docs
 from smartlock.door.auth import HEADER_KEY_ID, RequestVerifier
 from smartlock.door.events import MAX_PAGE, EventLog
 from smartlock.door.lock import DoorLock
@@ -209,7 +210,10 @@ def create_app(
         version="1",
         lifespan=lifespan,
         redirect_slashes=False,
+        docs_url=None,
+        redoc_url=None,
     )
+    mount_api_docs(app)
     app.state.service = service
     app.state.limiter = limiter
     app.add_middleware(AuditMiddleware, service=service, limiter=limiter)

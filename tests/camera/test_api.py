@@ -259,3 +259,10 @@ def test_token_is_required_for_frames_but_not_for_health(token_url: str) -> None
         assert "<script>alert" not in wrong.text
     frames = read_with_opencv(f"{token_url}/stream.mjpg?token=s3cret-token", 3)
     assert frames[0].shape == (240, 320, 3)
+
+
+def test_api_docs_are_served_offline(camera_url: str) -> None:
+    page = httpx.get(f"{camera_url}/docs", timeout=30)
+    assert page.status_code == 200
+    assert "/docs/assets/swagger-ui.css" in page.text and "cdn" not in page.text.lower()
+    assert httpx.get(f"{camera_url}/docs/assets/swagger-ui.css", timeout=30).status_code == 200

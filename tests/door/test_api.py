@@ -268,3 +268,12 @@ def test_no_auth_accepts_unsigned_unlocks_and_warns_every_time(tmp_path, caplog)
         assert caplog.text.count("UNSIGNED unlock accepted") == 2
         assert server.http.get("/status").json()["auth"].startswith("none")
         assert server.pin.state is False
+
+
+def test_api_docs_are_served_offline_and_need_no_signature(tmp_path):
+    with door_server(tmp_path) as server:
+        page = httpx.get(f"{server.url}/docs", timeout=30)
+        assert page.status_code == 200
+        assert "/docs/assets/swagger-ui-bundle.js" in page.text and "cdn" not in page.text.lower()
+        script = httpx.get(f"{server.url}/docs/assets/swagger-ui-bundle.js", timeout=30)
+        assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
