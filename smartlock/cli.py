@@ -17,6 +17,12 @@ from smartlock.errors import SmartlockError
 
 # Order here is the order of `smartlock --help`.
 COMMAND_MODULES: tuple[str, ...] = (
+    "smartlock.recognition.service",
+    "smartlock.recognition.commands",
+    "smartlock.engine.commands",
+    "smartlock.door.commands",
+    "smartlock.camera.commands",
+    "smartlock.web.commands",
 )
 
 

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from smartlock.errors import AuthError, ConfigError
+from smartlock.fileio import fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -92,21 +93,8 @@ def generate_secret(path: Path) -> DoorSecret:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return secret
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_secret(path: Path) -> DoorSecret:

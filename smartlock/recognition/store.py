@@ -12,19 +12,18 @@ file and the next save finishes renaming. Face crops of enrolled photos (for the
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from smartlock.errors import ModelCorrupt, ModelError
+from smartlock.fileio import atomic_write, fsync_dir
 from smartlock.recognition.gallery import Calibration, Gallery, ImageRecord
 
 EMBEDDINGS_FILE = "gallery.npz"
@@ -35,34 +34,6 @@ CROPS_DIR = "faces"
 FORMAT = "smartlock-gallery"
 VERSION = 1
 _IMAGE_ID = re.compile(r"^[0-9a-f]{8,64}$")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and a rename (then fsync the folder,
-    so the rename itself survives a power cut)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make the renames in ``folder`` durable (a no-op where folders cannot be opened or synced)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _sha256(data: bytes) -> str:

@@ -1,0 +1,153 @@
+"""The data collector: saves frames in which someone's confidence lies in [min, max], for later enrollment.
+
+Same camera, pre-filter and recogniser as the engine, but no door: each saved frame gets the seed's
+name ``<label>-<confidence:.2f>-<timestamp>.jpeg`` (full resolution, mirrored like the seed), a crop of
+each face in the band (``<stem>.face-<n>.jpeg``) and a JSON sidecar (``<stem>.json``) with every face.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from smartlock.engine.engine import FaceDetector, Recogniser
+from smartlock.engine.frames import Frame, FrameSource
+from smartlock.engine.policy import Face, parse_faces
+from smartlock.engine.sinks import current_timestamp, unique_path
+from smartlock.engine.vision import encode_jpeg, prepare
+from smartlock.errors import ConfigError
+from smartlock.fileio import atomic_write
+
+logger = logging.getLogger("smartlock.collector")
+
+CROP_MARGIN = 0.2  # a little context around the detector's box helps whoever reviews the crop
+
+
+def in_band(face: Face, low: float, high: float) -> bool:
+    return low <= face.confidence <= high
+
+
+def crop_box(box: tuple[float, float, float, float], width: int, height: int,
+             margin: float = CROP_MARGIN) -> tuple[int, int, int, int] | None:
+    left, top, right, bottom = box
+    pad_x, pad_y = (right - left) * margin, (bottom - top) * margin
+    x0, y0 = max(0, int(left - pad_x)), max(0, int(top - pad_y))
+    x1, y1 = min(width, round(right + pad_x)), min(height, round(bottom + pad_y))
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+class Collector:
+    def __init__(
+        self,
+        frames: FrameSource,
+        recognise: Recogniser,
+        out_dir: Path,
+        *,
+        min_confidence: float,
+        max_confidence: float,
+        detector: FaceDetector | None = None,
+        fps: float = 2.0,
+        mirror: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0.0 <= min_confidence <= max_confidence <= 1.0:
+            raise ConfigError(
+                f"need 0 <= min-confidence <= max-confidence <= 1, got {min_confidence} and {max_confidence}"
+            )
+        if fps <= 0:
+            raise ConfigError("fps must be positive")
+        self.frames = frames
+        self.recognise = recognise
+        self.out_dir = Path(out_dir)
+        self.min_confidence = min_confidence
+        self.max_confidence = max_confidence
+        self.detector = detector
+        self.fps = fps
+        self.mirror = mirror
+        self.clock = clock
+        self.saved: list[Path] = []
+        self.errors = 0
+        self._last_seq = 0
+        self._next_due = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        logger.info("Data collector started: saving frames with confidence in [%.2f, %.2f] to %s",
+                    self.min_confidence, self.max_confidence, self.out_dir)
+        while not stop.is_set():
+            self.step(stop)
+        logger.info("Data collector shutdown")
+
+    def step(self, stop: threading.Event | None = None, frame_timeout: float = 0.5) -> bool:
+        stop = stop or threading.Event()
+        wait = self._next_due - self.clock()
+        if wait > 0:
+            stop.wait(min(wait, 0.2))
+            return False
+        frame = self.frames.wait_newer(self._last_seq, timeout=frame_timeout)
+        if frame is None:
+            return False
+        self._last_seq = frame.seq
+        self._next_due = self.clock() + 1.0 / self.fps
+        self.process(frame)
+        return True
+
+    def process(self, frame: Frame) -> Path | None:
+        """Analyse one frame; the saved frame's path when some face lies in the band."""
+        image = np.ascontiguousarray(frame.image[:, ::-1]) if self.mirror else frame.image
+        analysed = prepare(image, mirror=False)
+        if self.detector is not None and not self.detector(analysed):
+            return None
+        logger.info("Analysing frame...")
+        start = time.perf_counter()
+        try:
+            faces = parse_faces(self.recognise(analysed))
+        except Exception as err:
+            self.errors += 1
+            logger.error("Error occurred while executing face recognition request! %s: %s",
+                         type(err).__name__, err)
+            return None
+        logger.info("Analysis took %.3fs", time.perf_counter() - start)
+        logger.info("%s", json.dumps({"faces": [face.to_api() for face in faces]}))
+        scale = image.shape[1] / analysed.shape[1]
+        faces = [Face(f.label, f.confidence, None if f.box is None else tuple(v * scale for v in f.box))
+                 for f in faces]  # type: ignore[misc]
+        chosen = [face for face in faces if in_band(face, self.min_confidence, self.max_confidence)]
+        if not chosen:
+            return None
+        return self._save(image, faces, max(chosen, key=lambda face: face.confidence), frame)
+
+    def _save(self, image: np.ndarray, faces: list[Face], named: Face, frame: Frame) -> Path:
+        name = f"{named.label}-{named.confidence:.2f}-{current_timestamp()}.jpeg"
+        path = unique_path(self.out_dir / name)
+        stem = path.name[: -len(".jpeg")]
+        entries = []
+        crops = 0
+        for face in faces:
+            entry = {**face.to_api(), "in_band": in_band(face, self.min_confidence, self.max_confidence),
+                     "crop": None}
+            box = crop_box(face.box, image.shape[1], image.shape[0]) if face.box else None
+            if entry["in_band"] and box is not None:
+                crops += 1
+                crop_name = f"{stem}.face-{crops}.jpeg"
+                x0, y0, x1, y1 = box
+                atomic_write(self.out_dir / crop_name, encode_jpeg(image[y0:y1, x0:x1]))
+                entry["crop"] = crop_name
+            entries.append(entry)
+        sidecar = {
+            "frame": path.name,
+            "captured": frame.captured,
+            "min_confidence": self.min_confidence,
+            "max_confidence": self.max_confidence,
+            "faces": entries,
+        }
+        atomic_write(self.out_dir / f"{stem}.json", json.dumps(sidecar, indent=2).encode("utf-8"))
+        atomic_write(path, encode_jpeg(image))  # last: a frame on disk always has its sidecar
+        self.saved.append(path)
+        logger.info("Frame saved: %s", path)
+        return path

@@ -1,0 +1,361 @@
+"""The camera side of the engine: a reader thread that keeps only the newest frame and reconnects by itself.
+
+Two ways to read a stream, picked per URL by ``open_stream``:
+
+* ``MjpegStream`` for http(s) URLs that answer ``multipart/x-mixed-replace`` (our camera and most IP
+  cameras): parsed here, so each frame's ``X-Timestamp`` part header (capture time at the camera) is kept.
+* ``OpenCVStream`` for everything else ``cv2.VideoCapture`` opens (RTSP, files, device numbers, other
+  HTTP streams), as the seed did. Local video files are paced at their own frame rate.
+
+Recognition is slower than the camera, so a backlog would make the engine react to the past; the reader
+therefore overwrites a single slot and the engine always asks for "something newer than what I saw".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from smartlock.engine.vision import cv2_module, decode_jpeg
+from smartlock.errors import BadImageError, CameraError
+
+logger = logging.getLogger(__name__)
+
+MAX_PART_BYTES = 16 * 2**20
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray  # BGR uint8, as read (not mirrored, not resized)
+    seq: int  # 1, 2, 3, ... per reader; a reconnect does not restart it
+    received: float  # time.monotonic() when the frame arrived
+    captured: float | None  # the camera's capture time (epoch seconds, X-Timestamp), when it says
+
+
+class FrameStream(Protocol):
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        """The next frame and its capture time, or None when the stream has ended or broken."""
+
+    def close(self) -> None: ...
+
+
+class FrameSource(Protocol):
+    """What the engine needs from a camera: wait for a frame newer than the last one it saw."""
+
+    def wait_newer(self, seq: int, timeout: float) -> Frame | None: ...
+
+
+def parse_timestamp(value: str | None) -> float | None:
+    """X-Timestamp as epoch seconds: accepts a number of seconds or an ISO 8601 date-time."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+class MultipartParser:
+    """Splits a multipart/x-mixed-replace byte stream into (headers, body) parts.
+
+    Uses Content-Length when the part has one, else scans for the next boundary line.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], boundary: str) -> None:
+        self._chunks = chunks
+        self._delimiter = b"--" + boundary.encode("latin-1")
+        self._buffer = bytearray()
+
+    def _fill(self) -> bool:
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            return False
+        self._buffer += chunk
+        if len(self._buffer) > MAX_PART_BYTES + 4096:
+            raise CameraError("MJPEG part larger than 16 MiB: not a camera stream")
+        return True
+
+    def _read_line(self) -> bytes | None:
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(self._buffer[:end]).rstrip(b"\r")
+                del self._buffer[: end + 1]
+                return line
+            if not self._fill():
+                return None
+
+    def _read_exact(self, size: int) -> bytes | None:
+        while len(self._buffer) < size:
+            if not self._fill():
+                return None
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def _read_until_boundary(self) -> bytes | None:
+        marker = b"\r\n" + self._delimiter
+        while True:
+            end = self._buffer.find(marker)
+            if end >= 0:
+                data = bytes(self._buffer[:end])
+                del self._buffer[: end + 2]  # leave the boundary line for the next part
+                return data
+            if not self._fill():
+                return None
+
+    def next_part(self) -> tuple[dict[str, str], bytes] | None:
+        while True:  # skip the preamble and the blank line between parts
+            line = self._read_line()
+            if line is None:
+                return None
+            if line.startswith(self._delimiter):
+                if line[len(self._delimiter) :].startswith(b"--"):
+                    return None  # closing boundary
+                break
+        headers: dict[str, str] = {}
+        while True:
+            line = self._read_line()
+            if line is None:
+                return None
+            if not line:
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = headers.get("content-length")
+        if length is not None and length.isdigit():
+            if int(length) > MAX_PART_BYTES:
+                raise CameraError("MJPEG part larger than 16 MiB: not a camera stream")
+            body = self._read_exact(int(length))
+            return None if body is None else (headers, body)
+        body = self._read_until_boundary()
+        return None if body is None else (headers, body)
+
+
+def boundary_of(content_type: str) -> str | None:
+    kind, *params = (part.strip() for part in content_type.split(";"))
+    if kind.lower() != "multipart/x-mixed-replace":
+        return None
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "boundary":
+            value = value.strip().strip('"')
+            return value[2:] if value.startswith("--") else value
+    return None
+
+
+class NotMultipart(CameraError):
+    """The URL answered, but not with an MJPEG stream: let OpenCV try it."""
+
+
+class MjpegStream:
+    """An HTTP MJPEG stream read with httpx; keeps each part's X-Timestamp."""
+
+    def __init__(self, url: str, timeout: float = 5.0, transport: object | None = None) -> None:
+        import httpx
+
+        self._closed = False
+        self._client = httpx.Client(timeout=httpx.Timeout(timeout), transport=transport)  # type: ignore[arg-type]
+        try:
+            request = self._client.build_request("GET", url)
+            self._response = self._client.send(request, stream=True)
+        except httpx.HTTPError as err:
+            self._client.close()
+            raise CameraError(f"cannot open {url}: {err}") from err
+        if self._response.status_code != 200:
+            self.close()
+            raise CameraError(f"{url} answered HTTP {self._response.status_code}")
+        boundary = boundary_of(self._response.headers.get("content-type", ""))
+        if boundary is None:
+            self.close()
+            raise NotMultipart(f"{url} is not a multipart/x-mixed-replace stream")
+        self._parser = MultipartParser(self._response.iter_bytes(), boundary)
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        import httpx
+
+        while True:
+            try:
+                part = self._parser.next_part()
+            except (httpx.HTTPError, CameraError, OSError) as err:
+                if not self._closed:
+                    logger.warning("Video stream broke: %s", err)
+                return None
+            if part is None:
+                return None
+            headers, body = part
+            try:
+                return decode_jpeg(body), parse_timestamp(headers.get("x-timestamp"))
+            except BadImageError:
+                logger.warning("Skipping a stream part that is not an image (%d bytes)", len(body))
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(Exception):
+            self._response.close()
+        self._client.close()
+
+
+class OpenCVStream:
+    """Anything cv2.VideoCapture opens; a local file is paced at its own frame rate, like a camera."""
+
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
+        cv2 = cv2_module()
+        self._cap = cv2.VideoCapture()
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                  int(timeout * 1000)]
+        source: str | int = int(url) if url.isdigit() else url
+        if isinstance(source, str):
+            opened = self._cap.open(source, cv2.CAP_ANY, params)
+        else:
+            opened = self._cap.open(source)
+        if not opened:
+            self._cap.release()
+            raise CameraError(f"cannot open video stream {url}")
+        self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        fps = self._cap.get(cv2.CAP_PROP_FPS) if Path(url).is_file() else 0.0
+        self._period = 1.0 / fps if fps and 1 <= fps <= 240 else 0.0
+        self._next = time.monotonic()
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        if self._period:
+            delay = self._next - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._next = max(self._next + self._period, time.monotonic() - self._period)
+        ok, image = self._cap.read()
+        return (image, None) if ok and image is not None else None
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+def open_stream(url: str, timeout: float = 5.0) -> FrameStream:
+    """MJPEG over HTTP when the URL serves it (keeps capture times), else OpenCV."""
+    if url.startswith(("http://", "https://")):
+        try:
+            return MjpegStream(url, timeout=timeout)
+        except NotMultipart:
+            logger.info("%s is not MJPEG; reading it with OpenCV", url)
+    return OpenCVStream(url, timeout=timeout)
+
+
+class LatestFrameReader:
+    """A daemon thread reading ``url`` into a one-frame slot; reconnects with exponential backoff."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        opener: Callable[[str], FrameStream] = open_stream,
+        backoff: tuple[float, float] = (0.25, 4.0),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self._opener = opener
+        self._backoff = backoff
+        self._clock = clock
+        self._condition = threading.Condition()
+        self._latest: Frame | None = None
+        self._seq = 0
+        self._stop = threading.Event()
+        self._stream: FrameStream | None = None
+        self._thread: threading.Thread | None = None
+        self.connections = 0  # successful opens so far (for logs and tests)
+
+    def start(self) -> LatestFrameReader:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        stream = self._stream
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()  # unblocks a read that waits on the network
+        with self._condition:
+            self._condition.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> LatestFrameReader:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def latest(self) -> Frame | None:
+        with self._condition:
+            return self._latest
+
+    def wait_newer(self, seq: int, timeout: float) -> Frame | None:
+        """The newest frame whose seq is above ``seq``, waiting up to ``timeout`` s; None if none came."""
+        deadline = self._clock() + timeout
+        with self._condition:
+            while self._latest is None or self._latest.seq <= seq:
+                remaining = deadline - self._clock()
+                if remaining <= 0 or self._stop.is_set():
+                    return None
+                self._condition.wait(remaining)
+            return self._latest
+
+    def _run(self) -> None:
+        delay = self._backoff[0]
+        while not self._stop.is_set():
+            try:
+                stream = self._opener(self.url)
+            except Exception as err:  # any failure to open: log, back off, retry
+                logger.error("Cannot open video stream! (%s: %s)", self.url, err)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self._backoff[1])
+                continue
+            self._stream = stream
+            self.connections += 1
+            logger.info("Video stream opened: %s", self.url)
+            got_frame = self._pump(stream)
+            with contextlib.suppress(Exception):
+                stream.close()
+            self._stream = None
+            if self._stop.is_set():
+                break
+            logger.warning("Video stream dropped; reconnecting")
+            if got_frame:
+                delay = self._backoff[0]
+            self._stop.wait(delay)
+            delay = min(delay * 2, self._backoff[1])
+
+    def _pump(self, stream: FrameStream) -> bool:
+        got_frame = False
+        while not self._stop.is_set():
+            try:
+                item = stream.read()
+            except Exception as err:
+                if not self._stop.is_set():
+                    logger.warning("Reading the video stream failed: %s", err)
+                return got_frame
+            if item is None:
+                return got_frame
+            got_frame = True
+            image, captured = item
+            with self._condition:
+                self._seq += 1
+                self._latest = Frame(image=image, seq=self._seq, received=self._clock(), captured=captured)
+                self._condition.notify_all()
+        return got_frame

@@ -1,0 +1,127 @@
+import { api, el, pct, clock, timeAgo, toast, shell, poll, KIND_LABELS } from "/static/common.js";
+
+shell("live");
+
+const img = document.getElementById("stream");
+const canvas = document.getElementById("overlay");
+const notice = document.getElementById("stream-notice");
+let faces = { width: 0, height: 0, faces: [], threshold: 0.8 };
+
+// -- the stream ---------------------------------------------------------------------------------
+function openStream() {
+  img.src = `/api/camera/stream.mjpg?t=${Date.now()}`;
+}
+img.addEventListener("load", () => { notice.classList.add("hidden"); draw(); });
+img.addEventListener("error", () => {
+  notice.textContent = "The camera is not streaming right now; retrying…";
+  notice.classList.remove("hidden");
+  setTimeout(openStream, 2000);
+});
+document.addEventListener("visibilitychange", () => { if (!document.hidden && !img.complete) openStream(); });
+openStream();
+
+// -- boxes over the faces ----------------------------------------------------------------------------
+// below the threshold: the closest enrolled person, when there is one (the API says "unknown" otherwise)
+const guess = (face) => (face.label && face.label !== "unknown" ? ` · ${face.label}? ${pct(face.confidence)}` : "");
+
+function draw() {
+  const width = img.clientWidth, height = img.clientHeight;
+  const ratio = window.devicePixelRatio || 1;
+  canvas.style.width = `${width}px`; canvas.style.height = `${height}px`;
+  canvas.width = Math.round(width * ratio); canvas.height = Math.round(height * ratio);
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  if (!faces.width || !width) return;
+  const scale = width / faces.width;
+  ctx.font = "600 14px system-ui, sans-serif";
+  for (const face of faces.faces) {
+    const known = face.confidence >= faces.threshold;
+    const color = known ? "#3ccf8e" : "#f2b233";
+    const x = face.box.left * scale, y = face.box.top * scale;
+    const w = (face.box.right - face.box.left) * scale, h = (face.box.bottom - face.box.top) * scale;
+    ctx.lineWidth = 3; ctx.strokeStyle = color; ctx.strokeRect(x, y, w, h);
+    const label = known ? `${face.label} ${pct(face.confidence)}` : `unknown${guess(face)}`;
+    const textWidth = ctx.measureText(label).width + 10;
+    const top = y > 24 ? y - 22 : y + h;
+    ctx.fillStyle = color; ctx.fillRect(x - 1.5, top, textWidth, 22);
+    ctx.fillStyle = "#0b0f16"; ctx.fillText(label, x + 4, top + 16);
+  }
+}
+window.addEventListener("resize", draw);
+
+poll(async () => {
+  try {
+    faces = await api("/api/live/faces");
+  } catch (err) {
+    faces = { width: 0, height: 0, faces: [], threshold: faces.threshold };
+  }
+  draw();
+  const list = document.getElementById("faces");
+  list.replaceChildren(...(faces.faces.length ? faces.faces.map((face) => {
+    const known = face.confidence >= faces.threshold;
+    return el("li", {}, el("span", { class: "who" }, known ? face.label : "unknown"),
+      el("span", { class: "muted" }, known ? pct(face.confidence)
+        : face.label && face.label !== "unknown" ? `closest: ${face.label} ${pct(face.confidence)}` : "nobody enrolled matches"));
+  }) : [el("li", { class: "muted" }, "Nobody")]));
+}, 650);
+
+poll(async () => {
+  const health = await api("/api/camera/health").catch(() => null);
+  const info = document.getElementById("camera-info");
+  if (!health) { info.textContent = "camera unavailable"; return; }
+  const fps = health.fps;
+  if (health.state === "failing") {
+    notice.textContent = `The camera source is failing: ${health.error || "no frames"}. Retrying…`;
+    notice.classList.remove("hidden");
+  }
+  const source = String(health.source || "").replace(/^file .*\//, "file ");
+  info.textContent = [source, fps !== undefined && fps !== null ? `${Number(fps).toFixed(1)} fps` : null]
+    .filter(Boolean).join(" · ");
+}, 5000);
+
+// -- the door -------------------------------------------------------------------------------------------
+let door = null, doorAt = 0;
+function showDoor() {
+  const box = document.getElementById("door");
+  const state = document.getElementById("door-state");
+  const detail = document.getElementById("door-detail");
+  if (!door) { box.className = "door-state unknown"; state.textContent = "Unknown"; return; }
+  const left = Math.max(0, (door.seconds_left || 0) - (performance.now() - doorAt) / 1000);
+  const locked = door.locked !== false || left <= 0;
+  box.className = `door-state ${locked ? "locked" : "unlocked"}`;
+  const icon = `/static/${locked ? "locked" : "unlocked"}.svg`;
+  const image = document.getElementById("door-icon");
+  if (!image.src.endsWith(icon)) image.src = icon;
+  state.textContent = locked ? "Locked" : "Unlocked";
+  detail.textContent = locked ? (door.fault ? `fault: ${door.fault}` : "") : `locks again in ${left.toFixed(1)} s`;
+  const last = door.last_unlock;
+  document.getElementById("last-unlock").textContent = last
+    ? `Last unlock: ${last.person || "by hand"} ${last.time ? timeAgo(Date.parse(last.time) / 1000 || last.time) : ""}` : "";
+}
+poll(async () => {
+  try { door = await api("/api/door/status"); doorAt = performance.now(); } catch (err) { door = null; }
+  showDoor();
+}, 1000);
+setInterval(showDoor, 100);
+
+document.getElementById("lock-now").addEventListener("click", async () => {
+  try { door = await api("/api/door/lock", { method: "POST" }); doorAt = performance.now(); showDoor(); toast("Door locked"); }
+  catch (err) { toast(`Could not lock: ${err.message}`, true); }
+});
+
+document.getElementById("capture").addEventListener("click", async () => {
+  try { await api("/api/captures", { method: "POST" }); toast("Frame saved: enroll it on the People page (From live view)"); }
+  catch (err) { toast(`No frame: ${err.message}`, true); }
+});
+
+// -- recent events -------------------------------------------------------------------------------------
+poll(async () => {
+  const data = await api("/api/events?limit=6");
+  const list = document.getElementById("recent");
+  list.replaceChildren(...(data.events.length ? data.events.map((event) => el("li", {},
+    el("span", {}, el("span", { class: `badge ${event.kind}` }, KIND_LABELS[event.kind] || event.kind), " ",
+      event.person || ""),
+    el("span", { class: "muted small", title: clock(event.time) }, timeAgo(event.last_time || event.time)))) :
+    [el("li", { class: "muted" }, "No events yet")]));
+}, 3000);

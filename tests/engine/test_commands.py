@@ -1,0 +1,83 @@
+"""`smartlock engine` and `smartlock collect` accept the seed's command lines, and refuse bad values early."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from smartlock.cli import build_parser, main
+from smartlock.engine.commands import configure_logging
+
+SEED_ENGINE = ["engine", "--threshold", "0.8", "--camera-url", "http://CAMERA_IP/stream.mjpg",
+               "--face-recognition-api-url", "http://FACE_RECOGNITION_IP:5000/face-recognition",
+               "--door-api-url", "http://DOOR_IP/unlock"]
+SEED_COLLECT = ["collect", "-min", "0.6", "-max", "0.8", "--camera-url", "http://CAMERA_IP/stream.mjpg",
+                "--face-recognition-api-url", "http://FACE_RECOGNITION_IP:5000/face-recognition"]
+
+
+def test_the_seed_engine_command_line_parses_with_the_seed_defaults() -> None:
+    args = build_parser().parse_args([*SEED_ENGINE, "--fps", "2", "--haar-file-path", "h.xml",
+                                      "--log-path", "log", "--block-time", "6"])
+    assert (args.threshold, args.fps, args.block_time, args.log_path) == (0.8, 2.0, 6.0, Path("log"))
+    assert args.haar_file_path == "h.xml" and args.model is None
+    defaults = build_parser().parse_args(SEED_ENGINE)
+    assert (defaults.min_frames, defaults.window, defaults.mirror) == (2, 1.5, True)
+    assert defaults.webhook_url is None
+    assert defaults.log_path == Path("log") and defaults.block_time == 6
+
+
+def test_the_seed_collector_command_line_parses() -> None:
+    args = build_parser().parse_args([*SEED_COLLECT, "--fps", "3", "--log-path", "data"])
+    assert (args.min_confidence, args.max_confidence) == (0.6, 0.8)
+    assert (args.fps, args.log_path) == (3.0, Path("data"))
+
+
+def test_model_and_api_url_exclude_each_other(capsys) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*SEED_ENGINE, "--model", "model"])
+    with pytest.raises(SystemExit):  # and one of them is needed
+        build_parser().parse_args(["engine", "--camera-url", "x", "--door-api-url", "y"])
+    args = build_parser().parse_args(["engine", "--camera-url", "x", "--door-api-url", "y", "--model", "m"])
+    assert args.model == Path("m") and args.face_recognition_api_url is None
+
+
+@pytest.mark.parametrize("extra", [["--min-frames", "0"], ["--threshold", "1.5"], ["--min-frames", "3",
+                                                                                  "--window", "0"]])
+def test_bad_engine_settings_fail_before_anything_starts(tmp_path, capsys, extra) -> None:
+    code = main([*SEED_ENGINE, "--log-path", str(tmp_path / "log"), *extra])
+    assert code == 2
+    assert "smartlock engine: error:" in capsys.readouterr().err
+    assert not (tmp_path / "log").exists()
+
+
+def test_bad_band_fails_before_anything_starts(tmp_path, capsys) -> None:
+    args = ["collect", "-min", "0.9", "-max", "0.5", "--camera-url", "x", "--face-recognition-api-url", "y",
+            "--log-path", str(tmp_path / "log")]
+    assert main(args) == 2
+    assert "min-confidence" in capsys.readouterr().err
+
+
+def test_missing_haar_file_is_a_clear_error(tmp_path, capsys) -> None:
+    code = main([*SEED_ENGINE, "--log-path", str(tmp_path), "--haar-file-path", str(tmp_path / "none.xml")])
+    assert code == 2
+    assert "Haar cascade file not found" in capsys.readouterr().err
+
+
+def test_logs_go_to_stdout_and_log_txt(tmp_path, capsys) -> None:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        configure_logging(tmp_path / "log")
+        logging.getLogger("smartlock.engine").info("Door unlocked")
+        for handler in root.handlers:
+            handler.flush()
+        assert "Door unlocked" in (tmp_path / "log" / "log.txt").read_text()
+        assert "Door unlocked" in capsys.readouterr().out
+    finally:
+        for handler in root.handlers:
+            if handler not in saved[0]:
+                handler.close()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])

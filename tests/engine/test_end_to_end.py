@@ -1,0 +1,185 @@
+"""The whole system as real processes on 127.0.0.1: camera (video file) -> engine -> recognition API ->
+door API (gpiozero MockFactory relay). Photos from ../shared/faces; a real ArcFace gallery."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI, Request
+
+from tests.engine import system
+from tests.engine.system import Door, Gallery, background, on_canvas, write_video
+from tests.support import uvicorn_server
+
+pytestmark = [pytest.mark.faces, pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="module")
+def logs(workdir: Path) -> Path:
+    path = workdir / "service-logs"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="module")
+def gallery(faces_dir: Path, workdir: Path) -> Gallery:
+    return system.build_gallery(faces_dir, workdir / "model", people=3, photos=3)
+
+
+@pytest.fixture(scope="module")
+def api_port(gallery: Gallery, logs: Path) -> Iterator[int]:
+    with system.recognition(gallery.model_dir, logs) as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def door(workdir: Path, logs: Path) -> Iterator[Door]:
+    with system.door(workdir, logs) as door:
+        yield door
+
+
+def webhook_receiver() -> tuple[list[dict], FastAPI]:
+    received: list[dict] = []
+    app = FastAPI()
+
+    @app.post("/events")
+    async def events(request: Request) -> dict:
+        received.append(await request.json())
+        return {}
+
+    return received, app
+
+
+def enrolled_probe(gallery: Gallery) -> tuple[str, Path]:
+    name = next(iter(gallery.probes))
+    return name, gallery.probes[name]
+
+
+def unlock_folders(log_path: Path) -> list[Path]:
+    root = log_path / "unlock-frames"
+    return sorted(p for p in root.iterdir() if not p.name.startswith(".")) if root.exists() else []
+
+
+def test_enrolled_person_unlocks_once_and_is_audited(gallery, api_port, door, workdir, logs) -> None:
+    name, photo = enrolled_probe(gallery)
+    video = write_video(workdir / "enrolled.mp4", [(background(), 2.0), (on_canvas(photo), 2.5),
+                                                   (background(), 9.0)])
+    log_path = workdir / "engine-enrolled"
+    start_id = door.last_id()
+    received, webhook_app = webhook_receiver()
+    with uvicorn_server(webhook_app) as webhook, system.camera(video, logs) as camera_port, \
+            system.smartlock_process(
+                system.engine_args(camera_port, door, log_path, api_port=api_port,
+                                   extra=["--webhook-url", f"{webhook}/events"]),
+                logs / "engine-enrolled.out") as engine:
+        unlocks = system.wait_until(lambda: door.unlocks(start_id), timeout=40)
+        assert unlocks, f"no unlock; engine output:\n{engine.text()[-3000:]}"
+        time.sleep(3.0)  # the rest of the appearance: block time (6 s) must prevent a second unlock
+        unlocks = door.unlocks(start_id)
+    assert len(unlocks) == 1
+    kinds = [event["event"] for event in received]
+    assert kinds.count("unlocked") == 1 and "recognised" in kinds
+    assert next(e for e in received if e["event"] == "unlocked")["person"] == name
+    assert (unlocks[0]["person"], unlocks[0]["source"]) == (name, "engine")
+    assert unlocks[0]["confidence"] > 0.8
+    assert unlocks[0]["door"] == "unlocked"  # read back from the (mock) pin after the change
+
+    log_text = (log_path / "log.txt").read_text()
+    assert "Door unlocked" in log_text and "Analysing frame..." in log_text
+    [folder] = unlock_folders(log_path)
+    files = sorted(p.name for p in folder.iterdir())
+    assert "frame.jpeg" in files and "faces.json" in files
+    markers = [f for f in files if f.startswith(f"{name}-")]
+    assert len(markers) == 1 and float(markers[0][len(name) + 1 :]) > 0.8
+    document = json.loads((folder / "faces.json").read_text())
+    assert document["decision"]["label"] == name and document["decision"]["frames"] >= 2
+    import cv2
+
+    assert cv2.imread(str(folder / "frame.jpeg")).shape == (360, 640, 3)
+
+
+def test_stranger_never_unlocks(gallery, api_port, door, workdir, logs) -> None:
+    stranger = gallery.strangers[0]
+    video = write_video(workdir / "stranger.mp4", [(background(), 1.0), (on_canvas(stranger), 4.0)])
+    log_path = workdir / "engine-stranger"
+    start_id = door.last_id()
+    with system.camera(video, logs) as camera_port, system.smartlock_process(
+        system.engine_args(camera_port, door, log_path, api_port=api_port, extra=["--min-frames", "1"]),
+        logs / "engine-stranger.out",
+    ) as engine:
+        # wait until the engine has really looked at the stranger several times, then a little more
+        analysed = system.wait_until(lambda: engine.text().count('"label"') >= 6, timeout=40)
+        assert analysed, f"the engine never analysed the stranger:\n{engine.text()[-3000:]}"
+        time.sleep(2.0)
+    assert door.unlocks(start_id) == []
+    assert unlock_folders(log_path) == []
+    assert "Door unlocked" not in (log_path / "log.txt").read_text()
+
+
+def test_recognition_api_down_never_unlocks_and_the_engine_recovers(gallery, door, workdir, logs) -> None:
+    _, photo = enrolled_probe(gallery)
+    video = write_video(workdir / "always-there.mp4", [(on_canvas(photo), 3.0)])
+    log_path = workdir / "engine-api-down"
+    error_line = "Error occurred while executing face recognition request!"
+    port = system.free_port()
+    api = system.start_recognition(gallery.model_dir, logs, port)
+    try:
+        with system.camera(video, logs) as camera_port, system.smartlock_process(
+            system.engine_args(camera_port, door, log_path, api_port=port, extra=["--block-time", "2"]),
+            logs / "engine-api-down.out",
+        ) as engine:
+            start_id = door.last_id()
+            assert system.wait_until(lambda: door.unlocks(start_id), timeout=40), engine.text()[-3000:]
+
+            api.kill()  # the recognition API dies mid-run
+            api.wait(10)
+            down_id = door.last_id()
+            errors_before = engine.text().count(error_line)
+            time.sleep(5.0)  # more than twice the block time: with the API up it would have unlocked again
+            assert door.unlocks(down_id) == []
+            assert engine.text().count(error_line) > errors_before
+            assert engine.popen.poll() is None  # still running
+
+            api = system.start_recognition(gallery.model_dir, logs, port)  # back, same address
+            recovered = system.wait_until(lambda: door.unlocks(down_id), timeout=40)
+            assert recovered, engine.text()[-3000:]
+            assert recovered[0]["source"] == "engine"
+    finally:
+        system.stop_process(api)
+
+
+def test_collector_saves_frames_in_the_band_and_none_outside(gallery, api_port, workdir, logs) -> None:
+    name, photo = enrolled_probe(gallery)
+    stranger = gallery.strangers[0]
+    video = write_video(workdir / "mixed.mp4", [(on_canvas(photo), 1.5), (on_canvas(stranger), 1.5)])
+    high, low = workdir / "collect-high", workdir / "collect-low"
+    api_url = system.url(api_port, "/face-recognition")
+    with system.camera(video, logs) as camera_port:
+        camera_url = system.url(camera_port, "/stream.mjpg")
+        common = ["--camera-url", camera_url, "--face-recognition-api-url", api_url, "--fps", "4"]
+        with system.smartlock_process(["collect", "-min", "0.9", "-max", "1.0", *common, "--log-path",
+                                       str(high)], logs / "collect-high.out") as collect_high, \
+             system.smartlock_process(["collect", "-min", "0.4", "-max", "0.6", *common, "--log-path",
+                                       str(low)], logs / "collect-low.out") as collect_low:
+            saved = system.wait_until(lambda: len(list(high.glob("*.json"))) >= 3, timeout=40)
+            assert saved, collect_high.text()[-3000:]
+            # both collectors saw the stranger too (the API answered for it), so "none" means something
+            assert system.wait_until(lambda: collect_low.text().count('"label"') >= 4, timeout=20)
+    sidecars = [json.loads(p.read_text()) for p in sorted(high.glob("*.json"))]
+    for sidecar in sidecars:
+        chosen = [f for f in sidecar["faces"] if f["in_band"]]
+        assert chosen and all(0.9 <= f["top_prediction"]["confidence"] <= 1.0 for f in chosen)
+        assert sidecar["frame"].startswith(f"{name}-")
+        assert (high / sidecar["frame"]).is_file()
+        assert all((high / f["crop"]).is_file() for f in chosen)
+    assert not [p for p in low.iterdir() if p.suffix in (".jpeg", ".json")]
+    assert "Frame saved" not in (low / "log.txt").read_text()

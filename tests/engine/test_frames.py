@@ -1,0 +1,236 @@
+"""Reading camera streams: the multipart parser, MJPEG over real HTTP, video files, reconnecting."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from smartlock.engine.frames import (
+    LatestFrameReader,
+    MjpegStream,
+    MultipartParser,
+    NotMultipart,
+    OpenCVStream,
+    boundary_of,
+    open_stream,
+    parse_timestamp,
+)
+from smartlock.engine.vision import encode_jpeg
+from smartlock.errors import CameraError
+from tests.support import uvicorn_server
+
+
+def solid(value: int, shape: tuple[int, int] = (48, 64)) -> np.ndarray:
+    return np.full((*shape, 3), value, dtype=np.uint8)
+
+
+def multipart(parts: list[tuple[dict[str, str], bytes]], boundary: str = "FRAME",
+              close: bool = True) -> bytes:
+    out = b"preamble to ignore\r\n"
+    for headers, body in parts:
+        out += f"--{boundary}\r\n".encode()
+        out += b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n" + body + b"\r\n"
+    return out + (f"--{boundary}--\r\n".encode() if close else b"")
+
+
+def chunked(data: bytes, size: int) -> Iterator[bytes]:
+    return iter([data[i : i + size] for i in range(0, len(data), size)])
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 4096])
+@pytest.mark.parametrize("with_length", [True, False])
+def test_parser_splits_parts_whatever_the_chunking(chunk_size: int, with_length: bool) -> None:
+    bodies = [b"\xff\xd8first\r\n--FRAM not a boundary", b"", b"third\xff\xd9"]
+    parts = []
+    for index, body in enumerate(bodies):
+        headers = {"Content-Type": "image/jpeg", "X-Timestamp": str(100 + index)}
+        if with_length:
+            headers["Content-Length"] = str(len(body))
+        parts.append((headers, body))
+    parser = MultipartParser(chunked(multipart(parts), chunk_size), "FRAME")
+    got = []
+    while (part := parser.next_part()) is not None:
+        got.append(part)
+    assert [body for _, body in got] == bodies
+    assert [headers["x-timestamp"] for headers, _ in got] == ["100", "101", "102"]
+
+
+def test_parser_stops_at_a_truncated_stream() -> None:
+    data = multipart([({"Content-Length": "100"}, b"x" * 100)], close=False)[:-30]
+    assert MultipartParser(chunked(data, 10), "FRAME").next_part() is None
+
+
+def test_parser_refuses_an_endless_part() -> None:
+    endless = iter([b"--FRAME\r\n\r\n"] + [b"y" * 2**20] * 20)
+    with pytest.raises(CameraError):
+        MultipartParser(endless, "FRAME").next_part()
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("1700000000.25", 1700000000.25),
+    ("2023-11-14T22:13:20.250000+00:00", 1700000000.25),
+    ("2023-11-14T22:13:20.25Z", 1700000000.25),
+    ("yesterday", None), ("", None), (None, None),
+])
+def test_parse_timestamp(value: str | None, expected: float | None) -> None:
+    assert parse_timestamp(value) == expected
+
+
+def test_boundary_of() -> None:
+    assert boundary_of("multipart/x-mixed-replace; boundary=FRAME") == "FRAME"
+    assert boundary_of('multipart/x-mixed-replace;boundary="--frame"') == "frame"
+    assert boundary_of("image/jpeg") is None
+
+
+def mjpeg_app(frames: int, period: float = 0.02, drop_after: int | None = None):
+    """A small MJPEG server: ``frames`` solid frames whose gray level is the frame index."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, StreamingResponse
+
+    app = FastAPI()
+    app.state.connections = 0
+
+    @app.get("/stream.mjpg")
+    def stream() -> StreamingResponse:
+        app.state.connections += 1
+
+        def generate() -> Iterator[bytes]:
+            count = frames if drop_after is None else drop_after
+            for index in range(count):
+                jpeg = encode_jpeg(solid(index * 10 % 250))
+                yield (b"--FRAME\r\nContent-Type: image/jpeg\r\n"
+                       + f"Content-Length: {len(jpeg)}\r\nX-Timestamp: {time.time():.6f}\r\n\r\n".encode()
+                       + jpeg + b"\r\n")
+                time.sleep(period)
+
+        return StreamingResponse(generate(), media_type="multipart/x-mixed-replace; boundary=FRAME")
+
+    @app.get("/status")
+    def status() -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    return app
+
+
+def test_mjpeg_stream_over_real_http_keeps_capture_times() -> None:
+    with uvicorn_server(mjpeg_app(frames=5)) as base:
+        stream = MjpegStream(f"{base}/stream.mjpg")
+        try:
+            got = []
+            while (item := stream.read()) is not None:
+                got.append(item)
+        finally:
+            stream.close()
+    assert len(got) == 5
+    levels = [int(image.mean().round()) for image, _ in got]
+    assert levels == pytest.approx([0, 10, 20, 30, 40], abs=2)
+    assert all(abs(captured - time.time()) < 30 for _, captured in got)
+
+
+def test_open_stream_refuses_what_is_not_a_stream() -> None:
+    with uvicorn_server(mjpeg_app(frames=1)) as base:
+        with pytest.raises(NotMultipart):
+            MjpegStream(f"{base}/status")
+        with pytest.raises(CameraError):
+            MjpegStream(f"{base}/missing")
+        with pytest.raises(CameraError):  # neither MJPEG nor anything OpenCV can open
+            open_stream(f"{base}/status", timeout=2)
+
+
+def test_reader_keeps_only_the_newest_frame_and_reconnects_after_a_drop() -> None:
+    app = mjpeg_app(frames=0, drop_after=3, period=0.05)
+    with uvicorn_server(app) as base:
+        reader = LatestFrameReader(f"{base}/stream.mjpg", backoff=(0.05, 0.2)).start()
+        try:
+            seen = []
+            seq = 0
+            deadline = time.monotonic() + 20
+            while len(seen) < 8 and time.monotonic() < deadline:
+                frame = reader.wait_newer(seq, timeout=1.0)
+                if frame is not None:
+                    seen.append(frame)
+                    seq = frame.seq
+        finally:
+            reader.stop()
+    assert len(seen) == 8
+    assert [f.seq for f in seen] == sorted({f.seq for f in seen})  # strictly newer each time
+    assert reader.connections >= 3 and app.state.connections >= 3  # the server hung up after 3 frames
+    assert all(frame.captured is not None for frame in seen)
+
+
+def test_reader_backs_off_while_the_camera_is_away_then_recovers() -> None:
+    attempts: list[float] = []
+
+    class OneFrame:
+        def __init__(self) -> None:
+            self.sent = False
+
+        def read(self):
+            if self.sent:
+                time.sleep(0.01)
+                return None
+            self.sent = True
+            return solid(7), 123.0
+
+        def close(self) -> None:
+            pass
+
+    def opener(url: str):
+        attempts.append(time.monotonic())
+        if len(attempts) <= 4:
+            raise CameraError("connection refused")
+        return OneFrame()
+
+    reader = LatestFrameReader("http://camera.invalid/stream.mjpg", opener=opener, backoff=(0.02, 0.08))
+    with reader:
+        frame = reader.wait_newer(0, timeout=5)
+    assert frame is not None and frame.captured == 123.0
+    gaps = np.diff(attempts[:5])
+    assert gaps[3] > gaps[0]  # exponential backoff: later waits are longer
+    assert reader.latest() is frame
+
+
+def test_reader_stop_unblocks_waiters() -> None:
+    reader = LatestFrameReader("x", opener=lambda url: (_ for _ in ()).throw(CameraError("no")),
+                               backoff=(0.05, 0.05)).start()
+    result: list[object] = []
+    waiter = threading.Thread(target=lambda: result.append(reader.wait_newer(0, timeout=30)))
+    waiter.start()
+    time.sleep(0.1)
+    reader.stop()
+    waiter.join(5)
+    assert not waiter.is_alive() and result == [None]
+
+
+def write_video(path: Path, levels: list[int], fps: float = 25.0) -> None:
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))
+    for level in levels:
+        writer.write(solid(level))
+    writer.release()
+
+
+def test_opencv_stream_reads_a_video_file_at_its_own_pace(tmp_path: Path) -> None:
+    path = tmp_path / "clip.mp4"
+    write_video(path, [0, 60, 120, 180, 240], fps=10)
+    stream = OpenCVStream(str(path))
+    start = time.monotonic()
+    levels = []
+    while (item := stream.read()) is not None:
+        levels.append(int(item[0].mean().round()))
+        assert item[1] is None
+    elapsed = time.monotonic() - start
+    stream.close()
+    assert levels == pytest.approx([0, 60, 120, 180, 240], abs=6)
+    assert elapsed >= 0.35  # 5 frames at 10 fps, not as fast as the disk allows
+
+
+def test_opencv_stream_refuses_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CameraError):
+        OpenCVStream(str(tmp_path / "missing.mp4"))

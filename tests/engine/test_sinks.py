@@ -1,0 +1,83 @@
+"""Unlock-frames log (seed layout, atomic), collector-style file names, and the fire-and-forget webhook."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import numpy as np
+from fastapi import FastAPI, Request
+
+from smartlock.engine.policy import Decision, Face
+from smartlock.engine.sinks import UnlockLog, WebhookSink, current_timestamp, unique_path
+from smartlock.fileio import atomic_write
+from tests.support import uvicorn_server
+
+DECISION = Decision("alice", 0.97, (0.91, 0.97), 1.0, 1.4)
+
+
+def test_current_timestamp_has_the_seed_format() -> None:
+    moment = datetime(2024, 3, 5, 14, 7, 9, 123456, tzinfo=timezone(timedelta(hours=1)))
+    assert current_timestamp(moment) == moment.astimezone().replace(microsecond=0).isoformat(" ")
+    text = current_timestamp()
+    parsed = datetime.fromisoformat(text)
+    assert parsed.tzinfo is not None and parsed.microsecond == 0 and " " in text
+
+
+def test_unlock_log_writes_the_seed_layout(tmp_path: Path) -> None:
+    log = UnlockLog(tmp_path, threshold=0.8)
+    faces = [Face("alice", 0.97, (1, 2, 3, 4)), Face("bob", 0.3, None), Face("carol", 0.85, None)]
+    image = np.zeros((36, 64, 3), np.uint8)
+    first = log.save(image, faces, DECISION)
+    second = log.save(image, faces, DECISION)  # same second: a distinct folder, nothing overwritten
+    assert first.parent == tmp_path / "unlock-frames" and first != second
+    assert sorted(p.name for p in first.iterdir()) == ["alice-0.97", "carol-0.85", "faces.json", "frame.jpeg"]
+    document = json.loads((first / "faces.json").read_text())
+    assert document["decision"] == {"label": "alice", "confidence": 0.97, "frames": 2,
+                                    "confidences": [0.91, 0.97]}
+    assert document["faces"][1]["top_prediction"] == {"label": "bob", "confidence": 0.3}
+    assert not [p for p in (tmp_path / "unlock-frames").iterdir() if p.name.startswith(".")]
+
+
+def test_atomic_write_and_unique_path(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "x-0.70-t.jpeg"
+    atomic_write(target, b"one")
+    assert target.read_bytes() == b"one"
+    assert unique_path(target).name == "x-0.70-t-2.jpeg"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["x-0.70-t.jpeg"]
+
+
+def test_webhook_posts_json_events_to_a_real_server() -> None:
+    received: list[dict] = []
+    app = FastAPI()
+
+    @app.post("/hook")
+    async def hook(request: Request) -> dict:
+        received.append(await request.json())
+        return {}
+
+    with uvicorn_server(app) as base:
+        sink = WebhookSink(f"{base}/hook")
+        sink.emit({"event": "unlocked", "person": "alice"})
+        sink.emit({"event": "refused-unknown"})
+        sink.close()
+    assert received == [{"event": "unlocked", "person": "alice"}, {"event": "refused-unknown"}]
+    assert sink.sent == 2
+
+
+def test_a_hanging_webhook_never_blocks_emit() -> None:
+    def hang(request: httpx.Request) -> httpx.Response:
+        time.sleep(0.3)
+        raise httpx.ReadTimeout("too slow", request=request)
+
+    sink = WebhookSink("http://hook.invalid/", timeout=0.1, max_queue=3, transport=httpx.MockTransport(hang))
+    start = time.monotonic()
+    for index in range(50):
+        sink.emit({"event": "recognised", "n": index})
+    assert time.monotonic() - start < 0.2
+    assert sink.dropped >= 40
+    sink.close(timeout=5)
+    assert sink.failed >= 1 and sink.sent == 0

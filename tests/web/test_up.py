@@ -1,0 +1,222 @@
+"""`smartlock up`: the plan of child commands, the data directory, pre-flight errors, and a real run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from smartlock.errors import ConfigError
+from smartlock.web.up import (
+    NO_CAMERA_HINT,
+    DataLayout,
+    Plan,
+    Ports,
+    UpOptions,
+    camera_source,
+    engine_echo,
+    gallery_backend,
+    local_host,
+    service_echo,
+)
+from tests.support import LOOPBACK, free_port, stop_process, wait_until_up
+from tests.web.media import person_video
+
+
+def test_camera_source(tmp_path) -> None:
+    with pytest.raises(ConfigError) as err:
+        camera_source(None, webcam=tmp_path / "video0")
+    assert str(err.value) == NO_CAMERA_HINT and "--camera path/to/video.mp4" in NO_CAMERA_HINT
+    (tmp_path / "video0").touch()
+    assert camera_source(None, webcam=tmp_path / "video0") == "0"
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"x")
+    assert camera_source(str(video)) == str(video.resolve())
+    for spec in ("0", "2", "/dev/video1", "rtsp://cam/stream", "http://cam/stream.mjpg", "picamera"):
+        assert camera_source(spec) == spec
+    with pytest.raises(ConfigError, match="no such file or folder"):
+        camera_source(str(tmp_path / "missing.mp4"))
+
+
+def test_gallery_backend(tmp_path) -> None:
+    assert gallery_backend(tmp_path) is None
+    (tmp_path / "gallery.json").write_text(json.dumps({"backend": "dlib"}))
+    assert gallery_backend(tmp_path) == "dlib"
+    (tmp_path / "gallery.json").write_text("{oops")
+    with pytest.raises(ConfigError, match="unreadable"):
+        gallery_backend(tmp_path)
+
+
+def test_data_layout_makes_private_secrets_once(tmp_path) -> None:
+    layout = DataLayout(tmp_path / "data")
+    layout.prepare()
+    for secret in (layout.door_secret, layout.api_key, layout.camera_token):
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    for folder in (layout.root, layout.secrets, layout.web):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    before = {p: p.read_bytes() for p in (layout.door_secret, layout.api_key, layout.camera_token)}
+    layout.prepare()
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_one_up_per_data_directory(tmp_path) -> None:
+    layout = DataLayout(tmp_path / "data")
+    held = layout.lock()
+    with pytest.raises(ConfigError, match="another `smartlock up` is using"):
+        layout.lock()
+    held.close()
+    layout.lock().close()
+
+
+def test_the_plan_of_child_commands(tmp_path) -> None:
+    layout = DataLayout(tmp_path)
+    layout.prepare()
+    ports = Ports(door=1001, recognition=1002, camera=1003)
+    plan = Plan(UpOptions(data_dir=tmp_path, host="0.0.0.0", port=8123), layout, ports, "hook", "clip.mp4")
+    door = plan.door()
+    assert door[1:4] == ["-m", "smartlock", "door"]
+    assert door[door.index("--pin-factory") + 1] == "mock" and door[door.index("--pin") + 1] == "7"
+    assert door[door.index("--host") + 1] == "127.0.0.1"  # the parts listen on loopback only
+    engine = plan.engine(0.85)
+    assert engine[engine.index("--threshold") + 1] == "0.85"
+    assert engine[engine.index("--webhook-url") + 1] == "http://127.0.0.1:8123/hooks/engine/hook"
+    assert engine[engine.index("--door-api-url") + 1] == "http://127.0.0.1:1001/unlock"
+    assert plan.api_key not in " ".join(engine)  # the API key goes through the environment
+    assert plan.child_env == {"SMARTLOCK_API_KEY": plan.api_key}
+    assert plan.camera()[-2:] == ["--source", "clip.mp4"]
+    assert "--backend" not in plan.recognition()
+    collector = plan.collector(0.85)
+    assert collector[collector.index("-max") + 1] == "0.85"
+    real = Plan(UpOptions(data_dir=tmp_path, pin=12, backend="dlib"), layout, ports, "hook", None)
+    assert real.door()[real.door().index("--pin-factory") + 1] == "auto"
+    assert "--source" not in real.camera()
+    assert real.recognition()[-2:] == ["--backend", "dlib"]
+    assert local_host("::") == "127.0.0.1" and local_host("192.168.1.5") == "192.168.1.5"
+
+
+def test_terminal_filters() -> None:
+    assert not service_echo('INFO uvicorn.access: 127.0.0.1 - "GET /health HTTP/1.1" 200')
+    assert service_echo("INFO uvicorn.error: Started server process")
+    assert not engine_echo("2024-01-01 INFO smartlock.engine: Analysing frame...")
+    assert engine_echo("2024-01-01 INFO smartlock.engine: Door unlocked")
+    assert engine_echo("2024-01-01 ERROR smartlock.engine: Error occurred")
+    assert engine_echo("Traceback (most recent call last):")
+
+
+def run_up(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "smartlock", "up", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_preflight_errors_are_clear_and_start_nothing(tmp_path) -> None:
+    data = tmp_path / "data"
+    missing = run_up("--camera", str(tmp_path / "nope.mp4"), "--data-dir", str(data))
+    assert missing.returncode == 2
+    assert "no such file or folder" in missing.stderr
+    assert not data.exists()
+    with socket.socket() as busy:
+        busy.bind((LOOPBACK, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        taken = run_up("--camera", str(tmp_path), "--data-dir", str(data), "--port", str(port))
+    assert taken.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in taken.stderr
+    short = tmp_path / "pw"
+    short.write_text("short\n")
+    weak = run_up("--camera", str(tmp_path), "--data-dir", str(data), "--password-file", str(short))
+    assert weak.returncode == 2 and "at least 8 characters" in weak.stderr
+    assert not data.exists()
+    (data / "model").mkdir(parents=True)
+    (data / "model" / "gallery.json").write_text(json.dumps({"backend": "arcface"}))
+    mismatch = run_up("--camera", str(tmp_path), "--data-dir", str(data), "--backend", "dlib")
+    assert mismatch.returncode == 2 and "pass --backend arcface" in mismatch.stderr
+
+
+def _cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
+@pytest.mark.slow
+@pytest.mark.faces
+@pytest.mark.timeout(300)
+def test_a_real_run_setup_link_restarts_and_clean_stop(tmp_path, faces_dir: Path) -> None:
+    """Every part as a real process: the setup link in the log, a killed part comes back, a new threshold
+    restarts the engine with it, SIGTERM stops everything with the door locked."""
+    stranger = next(iter(sorted((faces_dir / "strangers").iterdir())[0].glob("*.jpg")))
+    video = person_video(stranger, tmp_path / "stranger.mp4", seconds=2)
+    port = free_port()
+    log_path = tmp_path / "up.log"
+    data = tmp_path / "data"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "smartlock", "up", "--camera", str(video), "--data-dir", str(data),
+             "--port", str(port), "--no-collector"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    base = f"http://{LOOPBACK}:{port}"
+    try:
+        wait_until_up(f"{base}/api/auth/state", timeout=60, process=process)
+        match = re.search(r"open (http://\S+/setup\?token=(\S+)) once", log_path.read_text())
+        assert match, log_path.read_text()
+        client = httpx.Client(base_url=base, headers={"X-Smartlock-Request": "1"}, timeout=15)
+        chosen = client.post("/api/auth/setup", json={"token": match[2], "password": "first password"})
+        assert chosen.is_success
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            children = {c["name"]: c for c in client.get("/api/system").json()["children"]}
+            if all(c["state"] == "running" for c in children.values()):
+                break
+            time.sleep(0.5)
+        assert list(children) == ["door", "recognition", "camera", "engine"]
+        camera_token = (data / "secrets" / "camera-token").read_text().strip()
+        assert camera_token not in log_path.read_text()  # redacted from the parts' output
+
+        # a part that dies is started again
+        old_camera = children["camera"]["pid"]
+        os.kill(old_camera, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            camera = {c["name"]: c for c in client.get("/api/system").json()["children"]}["camera"]
+            if camera["restarts"] == 1 and camera["state"] == "running":
+                break
+            time.sleep(0.3)
+        assert camera["restarts"] == 1 and camera["state"] == "running" and camera["pid"] != old_camera
+        assert client.get("/api/camera/snapshot.jpg").content[:2] == b"\xff\xd8"
+
+        # a new threshold takes effect without a restart of `up`: the engine runs again with it
+        old_engine = children["engine"]["pid"]
+        assert client.put("/api/settings", json={"threshold": 0.9}).is_success
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            engine = {c["name"]: c for c in client.get("/api/system").json()["children"]}["engine"]
+            if engine["pid"] not in (None, old_engine) and engine["state"] == "running":
+                break
+            time.sleep(0.3)
+        argv = _cmdline(engine["pid"])
+        assert argv[argv.index("--threshold") + 1] == "0.9"
+        pids = [c["pid"] for c in client.get("/api/system").json()["children"]]
+    except BaseException:
+        print(log_path.read_text()[-6000:])
+        raise
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=60) if process.poll() is None else process.returncode
+        stop_process(process)
+    assert code == 0, log_path.read_text()[-3000:]
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    text = log_path.read_text()
+    assert "door locked" in text and "stopping door" in text
+    assert text.index("stopping engine") < text.index("door locked") < text.index("stopping door")
