@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from smartlock.engine.engine import FaceDetector, Recogniser
-from smartlock.engine.frames import Frame, FrameSource
-from smartlock.engine.policy import Face, parse_faces
+from smartlock.engine.engine import FaceDetector, Recogniser, recognise_logged
+from smartlock.engine.frames import Frame, FrameSource, next_due_frame
+from smartlock.engine.policy import Face
 from smartlock.engine.sinks import current_timestamp, unique_path
 from smartlock.engine.vision import encode_jpeg, prepare
 from smartlock.errors import ConfigError
@@ -84,12 +84,8 @@ class Collector:
         logger.info("Data collector shutdown")
 
     def step(self, stop: threading.Event | None = None, frame_timeout: float = 0.5) -> bool:
-        stop = stop or threading.Event()
-        wait = self._next_due - self.clock()
-        if wait > 0:
-            stop.wait(min(wait, 0.2))
-            return False
-        frame = self.frames.wait_newer(self._last_seq, timeout=frame_timeout)
+        frame = next_due_frame(self.frames, self._last_seq, self._next_due, self.clock,
+                               stop or threading.Event(), frame_timeout)
         if frame is None:
             return False
         self._last_seq = frame.seq
@@ -103,17 +99,10 @@ class Collector:
         analysed = prepare(image, mirror=False)
         if self.detector is not None and not self.detector(analysed):
             return None
-        logger.info("Analysing frame...")
-        start = time.perf_counter()
-        try:
-            faces = parse_faces(self.recognise(analysed))
-        except Exception as err:
+        faces = recognise_logged(self.recognise, analysed)
+        if faces is None:
             self.errors += 1
-            logger.error("Error occurred while executing face recognition request! %s: %s",
-                         type(err).__name__, err)
             return None
-        logger.info("Analysis took %.3fs", time.perf_counter() - start)
-        logger.info("%s", json.dumps({"faces": [face.to_api() for face in faces]}))
         scale = image.shape[1] / analysed.shape[1]
         faces = [Face(f.label, f.confidence, None if f.box is None else tuple(v * scale for v in f.box))
                  for f in faces]  # type: ignore[misc]

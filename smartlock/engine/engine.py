@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from smartlock.engine.frames import Frame, FrameSource
+from smartlock.engine.frames import Frame, FrameSource, next_due_frame
 from smartlock.engine.policy import Decision, Face, UnlockPolicy, parse_faces
 from smartlock.engine.sinks import EventSink, NullSink, UnlockLog, current_timestamp
 from smartlock.engine.vision import prepare
@@ -61,6 +61,23 @@ class EngineStats:
     door_errors: int = 0
     unlocks: int = 0
     unlocked: list[Decision] = field(default_factory=list)
+
+
+def recognise_logged(recognise: Recogniser, image: np.ndarray) -> list[Face] | None:
+    """One recognition with the seed's log lines; None when the recogniser failed or answered nonsense
+    (no evidence, so never an unlock)."""
+    logger.info("Analysing frame...")
+    start = time.perf_counter()
+    logger.info("Firing face recognition request...")
+    try:
+        faces = parse_faces(recognise(image))
+    except Exception as err:
+        logger.error("Error occurred while executing face recognition request! %s: %s",
+                     type(err).__name__, err)
+        return None
+    logger.info("Face recognition request took %.3fs", time.perf_counter() - start)
+    logger.info("%s", json.dumps({"faces": [face.to_api() for face in faces]}))
+    return faces
 
 
 class Engine:
@@ -110,13 +127,9 @@ class Engine:
 
     def step(self, stop: threading.Event | None = None, frame_timeout: float = 0.5) -> bool:
         """Wait for the next due frame and process it; False when no frame was processed this time."""
-        stop = stop or threading.Event()
-        now = self.clock()
-        wait = max(self._blocked_until, self._next_due) - now
-        if wait > 0:
-            stop.wait(min(wait, 0.2))
-            return False
-        frame = self.frames.wait_newer(self._last_seq, timeout=frame_timeout)
+        due_at = max(self._blocked_until, self._next_due)
+        frame = next_due_frame(self.frames, self._last_seq, due_at, self.clock, stop or threading.Event(),
+                               frame_timeout)
         if frame is None:
             return False
         self._last_seq = frame.seq
@@ -160,19 +173,9 @@ class Engine:
         return decision if self._unlock(decision, image, faces, frame) else None
 
     def _recognise(self, image: np.ndarray) -> list[Face] | None:
-        logger.info("Analysing frame...")
-        start = time.perf_counter()
-        logger.info("Firing face recognition request...")
-        try:
-            faces = parse_faces(self.recognise(image))
-        except Exception as err:  # the recogniser failed or answered nonsense: no evidence, no unlock
+        faces = recognise_logged(self.recognise, image)
+        if faces is None:
             self.stats.recognition_errors += 1
-            logger.error("Error occurred while executing face recognition request! %s: %s",
-                         type(err).__name__, err)
-            return None
-        elapsed = time.perf_counter() - start
-        logger.info("Face recognition request took %.3fs", elapsed)
-        logger.info("%s", json.dumps({"faces": [face.to_api() for face in faces]}))
         return faces
 
     def _unlock(self, decision: Decision, image: np.ndarray, faces: list[Face], frame: Frame) -> bool:

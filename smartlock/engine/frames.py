@@ -54,6 +54,23 @@ class FrameSource(Protocol):
     def wait_newer(self, seq: int, timeout: float) -> Frame | None: ...
 
 
+def next_due_frame(
+    frames: FrameSource,
+    last_seq: int,
+    due_at: float,
+    clock: Callable[[], float],
+    stop: threading.Event,
+    frame_timeout: float,
+) -> Frame | None:
+    """The sampling step shared by the engine and the collector: None while ``due_at`` has not come
+    (after a short, interruptible pause), else the newest frame after ``last_seq`` (None if none came)."""
+    wait = due_at - clock()
+    if wait > 0:
+        stop.wait(min(wait, 0.2))
+        return None
+    return frames.wait_newer(last_seq, timeout=frame_timeout)
+
+
 def parse_timestamp(value: str | None) -> float | None:
     """X-Timestamp as epoch seconds: accepts a number of seconds or an ISO 8601 date-time."""
     if not value:
