@@ -10,12 +10,44 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 LOOPBACK = "127.0.0.1"
+T = TypeVar("T")
+
+
+class ManualClock:
+    """A clock that moves only when a test sets ``now`` or calls ``advance``."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.02, what: str = "condition"
+) -> T:
+    """Poll ``predicate`` until it returns a truthy value (returned); AssertionError after ``timeout`` s.
+
+    The timeout only bounds a broken test: a passing test waits for the event itself, never for a time.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
 
 
 def free_port() -> int:

@@ -20,7 +20,6 @@ import logging
 import os
 import re
 import secrets
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from smartlock.errors import AuthError, ConfigError
 from smartlock.fileio import fsync_dir
+from smartlock.service.secrets import read_secret
 
 logger = logging.getLogger(__name__)
 
@@ -98,21 +98,16 @@ def generate_secret(path: Path) -> DoorSecret:
 
 
 def load_secret(path: Path) -> DoorSecret:
-    """Read a secret written by generate_secret; refuses a file that other users can read or write."""
+    """Read a secret written by generate_secret; refuses a file that anyone but its owner can access."""
     path = Path(path)
     try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise ConfigError(
-            f"secret file {path} not found; create one with `smartlock door --generate-secret {path}`"
-        ) from err
-    except OSError as err:
-        raise ConfigError(f"cannot read the secret file {path}: {err}") from err
-    if mode & (stat.S_IROTH | stat.S_IWOTH):
-        raise ConfigError(f"secret file {path} is accessible to every user; run `chmod 600 {path}`")
-    if mode & (stat.S_IRGRP | stat.S_IWGRP):
-        logger.warning("secret file %s is accessible to its group; consider `chmod 600 %s`", path, path)
+        text = read_secret(path, "secret file")
+    except ConfigError:
+        if not path.exists():
+            raise ConfigError(
+                f"secret file {path} not found; create one with `smartlock door --generate-secret {path}`"
+            ) from None
+        raise
     try:
         document = json.loads(text)
         key_id = document["key_id"]
@@ -193,11 +188,11 @@ class RequestVerifier:
         """Return the key id of a correctly signed, fresh, first-seen request; else raise AuthError."""
         lowered: dict[str, str] = {}
         for name, value in headers.items():
-            key = name.lower()
-            if key in lowered and key in _SIGNATURE_KEYS:
+            lower = name.lower()
+            if lower in lowered and lower in _SIGNATURE_KEYS:
                 # Proxies disagree on which copy of a repeated header wins: refuse rather than guess.
                 raise AuthError(f"the header {name} appears more than once")
-            lowered[key] = value
+            lowered[lower] = value
         values = {name: lowered.get(name.lower()) for name in SIGNATURE_HEADERS}
         missing = [name for name, value in values.items() if not value]
         if len(missing) == len(SIGNATURE_HEADERS):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from typing import Any
+from typing import Any, Literal, get_args
 
 from smartlock.errors import ConfigError, DependencyMissing, RelayError
 
 logger = logging.getLogger(__name__)
 
-PIN_FACTORIES: tuple[str, ...] = ("auto", "lgpio", "rpigpio", "pigpio", "native", "mock")
+PinFactoryName = Literal["auto", "lgpio", "rpigpio", "pigpio", "native", "mock"]
+PIN_FACTORIES: tuple[str, ...] = get_args(PinFactoryName)
 
 # gpiozero's own entry points; imported only when asked for, so this module imports anywhere.
 _FACTORY_CLASSES = {

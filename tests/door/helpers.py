@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,16 +23,6 @@ PIN = 11  # BOARD11 = GPIO17 on the 40-pin header
 # benchmarks/door_latency.py; on a busy 2-core machine a waking thread can be later than that, so tests
 # allow this much (a 1 s polling loop, as in the seed, still overshoots it most of the time).
 LATE = 0.3
-
-
-class ManualClock:
-    """A clock that moves only when a test sets ``now``."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def on_a_pi() -> bool:
@@ -54,14 +44,6 @@ def assert_one_opening(pin, at_least: float, at_most: float | None = None) -> fl
     upper = (at_least if at_most is None else at_most) + LATE
     assert at_least - 0.002 <= open_for <= upper, f"open {open_for:.3f} s, not {at_least:.3f}..{upper:.3f}"
     return open_for
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.005)
 
 
 def levels(pin) -> list[bool]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 
@@ -20,7 +19,7 @@ from smartlock.door.auth import (
     sign_request,
 )
 from smartlock.errors import AuthError, ConfigError
-from tests.door.helpers import ManualClock
+from tests.support import ManualClock
 
 NOW = 1_800_000_000.0
 
@@ -49,12 +48,12 @@ def test_world_readable_secret_is_refused(tmp_path, secret):
         load_secret(path)
 
 
-def test_group_readable_secret_loads_with_a_warning(tmp_path, secret, caplog):
+@pytest.mark.parametrize("mode", [0o640, 0o620, 0o604, 0o610])
+def test_group_or_other_accessible_secret_is_refused(tmp_path, secret, mode):
     path = tmp_path / "door.secret"
-    os.chmod(path, 0o640)
-    with caplog.at_level(logging.WARNING, logger="smartlock.door.auth"):
-        assert load_secret(path) == secret
-    assert "chmod 600" in caplog.text
+    os.chmod(path, mode)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_secret(path)
 
 
 @pytest.mark.parametrize("content", ["", "{}", "not json", '{"key_id": "x y", "key": "AAAA"}',

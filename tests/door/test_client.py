@@ -12,8 +12,9 @@ from smartlock.cli import main
 from smartlock.door.auth import HEADER_NONCE, RequestVerifier, generate_secret
 from smartlock.door.client import DoorClient, base_url_of
 from smartlock.errors import AuthError, DoorError
-from tests.door.helpers import door_server, levels, wait_for
-from tests.support import free_port
+from smartlock.service import Health
+from tests.door.helpers import door_server, levels
+from tests.support import free_port, wait_for
 
 
 def test_base_url_is_derived_from_the_unlock_url():
@@ -35,7 +36,7 @@ def test_client_unlocks_reads_status_and_events_and_locks(tmp_path):
         assert [e["action"] for e in events["events"]] == ["lock", "unlock"]
         older = client.events(limit=2, before=events["next_before"])
         assert [e["action"] for e in older["events"]] == ["start"]
-        assert client.health() == {"status": "ok"}
+        assert client.health() == Health.of("door").model_dump()
 
 
 def test_client_with_the_wrong_secret_gets_auth_error_without_retrying(tmp_path):

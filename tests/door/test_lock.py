@@ -9,7 +9,8 @@ import pytest
 
 from smartlock.door.lock import DoorLock
 from smartlock.errors import ConfigError, RelayError
-from tests.door.helpers import assert_one_opening, levels, wait_for
+from tests.door.helpers import assert_one_opening, levels
+from tests.support import ManualClock, wait_for
 
 DELAY = 0.3
 
@@ -34,7 +35,7 @@ def test_second_unlock_while_open_extends_the_window(relay, pin):
     first = time.monotonic()
     door.unlock()
     after_first = time.monotonic()
-    time.sleep(0.2)
+    wait_for(lambda: door.seconds_left() <= delay - 0.2, what="the window to run 0.2 s")
     second = time.monotonic()
     door.unlock()
     after_second = time.monotonic()
@@ -42,19 +43,29 @@ def test_second_unlock_while_open_extends_the_window(relay, pin):
     assert delay - (time.monotonic() - second) <= left <= delay
     wait_for(lambda: pin.state, timeout=delay + 5)
     # One opening, relocked `delay` after the *second* unlock; the bounds come from the measured call
-    # times, so a sleep that overshoots on a busy machine cannot fail the test.
+    # times, so a wait that overshoots on a busy machine cannot fail the test.
     assert_one_opening(pin, second - after_first + delay, after_second - first + delay)
     door.close()
 
 
+def wake_timer_and_wait_until_it_sleeps_again(door: DoorLock) -> None:
+    """Make the relock thread look at the door's clock once more, and return once it has and is waiting
+    again: anything it was going to do at that time (relock, report) has been done by then."""
+    with door._cond:
+        door._cond.notify_all()  # every waiter is removed here; it re-queues only after its next look
+    wait_for(lambda: len(door._cond._waiters) == 1, what="the relock thread to wait again")  # CPython's
+
+
 def test_lock_ends_the_window_now_and_the_timer_does_nothing_later(relay, pin):
     changes = []
-    door = DoorLock(relay, DELAY, on_change=lambda action, reason: changes.append(action))
+    clock = ManualClock()
+    door = DoorLock(relay, DELAY, on_change=lambda action, reason: changes.append(action), clock=clock)
     pin.clear_states()
     door.unlock()
     door.lock()
     assert relay.locked and door.seconds_left() == 0.0
-    time.sleep(DELAY + 0.1)
+    clock.advance(DELAY + 60)  # long past the deadline the unlock had set
+    wake_timer_and_wait_until_it_sleeps_again(door)
     assert levels(pin) == [True, False, True]
     assert changes == []
     door.close()

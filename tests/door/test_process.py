@@ -32,8 +32,9 @@ def door_args(tmp_path, port: int, *extra: str) -> list[str]:
             *extra]
 
 
-@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)],
-                         ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(("signum", "exit_code"),
+                         [(signal.SIGTERM, 0), (signal.SIGHUP, 0), (signal.SIGINT, 130)],
+                         ids=["SIGTERM", "SIGHUP", "SIGINT"])
 def test_a_signal_while_unlocked_leaves_the_relay_locked(tmp_path, signum, exit_code):
     secret = generate_secret(tmp_path / "door.secret")
     port = free_port()

@@ -8,7 +8,7 @@ import pytest
 
 from smartlock.door.events import EventLog
 from smartlock.door.ratelimit import RefusalLimiter
-from tests.door.helpers import ManualClock, wait_for
+from tests.support import ManualClock, wait_for
 
 
 def test_more_than_ten_refusals_in_a_minute_block_for_a_minute():
