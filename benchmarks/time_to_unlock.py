@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from smartlock.config import faces_dir  # noqa: E402
-from smartlock.engine.policy import Face, UnlockPolicy  # noqa: E402
+from smartlock.engine.policy import UnlockPolicy  # noqa: E402
+from smartlock.recognition.schemas import Face  # noqa: E402
 from tests.engine import system  # noqa: E402
 
 BURST_RATE = 10.0  # analysed frames per second while a face is in view (engine default --max-fps)
@@ -208,7 +209,7 @@ def score_appearance(recognizer, haar, photo: Path, count: int, rng: np.random.G
             out.append([])
             continue
         faces = recognizer.recognize(bgr_to_rgb(view))
-        out.append([Face(f.top.label, f.top.confidence, None) for f in faces if f.top is not None])
+        out.append([f.to_face() for f in faces if f.top is not None])
     return out
 
 
@@ -346,7 +347,7 @@ def video_appearance(recognizer, haar, path: Path) -> list[list[Face]]:
     for index in range(int(len(frames) / fps * BURST_RATE)):
         view = prepare(frames[min(len(frames) - 1, round(index * fps / BURST_RATE))], mirror=True)
         faces = recognizer.recognize(bgr_to_rgb(view)) if haar(view) else []
-        out.append([Face(f.top.label, f.top.confidence, None) for f in faces if f.top is not None])
+        out.append([f.to_face() for f in faces if f.top is not None])
     return out
 
 

@@ -17,12 +17,13 @@ from smartlock.errors import SmartlockError
 
 # Order here is the order of `smartlock --help`.
 COMMAND_MODULES: tuple[str, ...] = (
-    "smartlock.recognition.service",
+    "smartlock.recognition.serve_command",
     "smartlock.recognition.commands",
     "smartlock.engine.commands",
     "smartlock.door.commands",
     "smartlock.camera.commands",
     "smartlock.web.commands",
+    "smartlock.deploy.commands",
 )
 
 

@@ -69,6 +69,8 @@ class PartSettings(StrictModel):
         default = None if field.is_required() else field.get_default(call_default_factory=True)
         help_text = field.description or ""
         kwargs: dict[str, Any] = {"dest": name, "default": default}
+        if extra.get("metavar"):
+            kwargs["metavar"] = extra["metavar"]
         annotation = _unwrap_optional(field.annotation)
         if annotation is bool:
             kwargs["action"] = "store_false" if extra.get("negate") else "store_true"

@@ -1,4 +1,8 @@
-"""The camera's HTTP face: the live page, the MJPEG stream, a snapshot and health (FastAPI app factory)."""
+"""The camera's HTTP face: the live page, the MJPEG stream, a snapshot and health.
+
+``create_app`` only assembles: the routes live on a module-level router and find the hub and the token
+in ``app.state`` through dependencies, so a test builds the app over any hub (a fake source included).
+"""
 
 from __future__ import annotations
 
@@ -10,26 +14,29 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from string import Template
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from smartlock import __version__
 from smartlock.camera.mjpeg import CONTENT_TYPE
 from smartlock.camera.stream import FrameHub
-from smartlock.docs_ui import mount_api_docs
 from smartlock.errors import CameraError
+from smartlock.service import Health, create_api_app
 
 # The seed's picamera server sent these with the stream; proxies and browsers must not cache frames.
 NO_CACHE = {"Age": "0", "Cache-Control": "no-cache, private", "Pragma": "no-cache", "X-Accel-Buffering": "no"}
 SNAPSHOT_WAIT = 3.0  # a snapshot asked for before the first frame waits this long for it
+MAX_BODY_BYTES = 1024  # the camera takes no request bodies
+DESCRIPTION = "MJPEG camera stream: one capture, one JPEG encode per frame, any number of viewers."
 
 
-class Health(BaseModel):
+class CameraHealth(Health):
+    """The shared /health answer plus the camera's own facts (``state`` is the hub's own word)."""
+
     state: str = Field(description="starting | ok | failing | stopped")
     source: str
     fps: float = Field(description="frames per second measured over the last seconds")
@@ -61,6 +68,34 @@ def supplied_token(request: Request) -> str | None:
     return request.headers.get("x-token") or request.query_params.get("token")
 
 
+def camera_hub(request: Request) -> FrameHub:
+    hub: FrameHub = request.app.state.camera_hub
+    return hub
+
+
+def camera_token(request: Request) -> str | None:
+    token: str | None = request.app.state.camera_token
+    return token
+
+
+def authorize(request: Request, token: Annotated[str | None, Depends(camera_token)]) -> None:
+    """401 unless the app has no token or the request carries it."""
+    if token is not None and not token_matches(supplied_token(request), token):
+        raise HTTPException(
+            401,
+            "this camera needs a token: Authorization: Bearer TOKEN, X-Token: TOKEN or ?token=TOKEN",
+            headers={"WWW-Authenticate": 'Bearer realm="smartlock camera"'},
+        )
+
+
+Hub = Annotated[FrameHub, Depends(camera_hub)]
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": Message, "description": "missing or wrong token"}
+}
+
+router = APIRouter()
+
+
 @functools.cache
 def _template() -> Template:
     return Template(resources.files("smartlock.camera").joinpath("index.html").read_text(encoding="utf-8"))
@@ -80,6 +115,72 @@ async def _stream_parts(hub: FrameHub) -> AsyncIterator[bytes]:
                 yield frame.part
 
 
+@router.get("/", response_class=HTMLResponse, summary="Page showing the live stream")
+@router.get("/index.html", response_class=HTMLResponse, include_in_schema=False)
+async def page(request: Request, token: Annotated[str | None, Depends(camera_token)]) -> HTMLResponse:
+    supplied = supplied_token(request)
+    if token is None:
+        return HTMLResponse(_page("stream.mjpg", ""))
+    if token_matches(supplied, token):
+        # Only a token that matched is echoed into the page, URL-quoted and HTML-escaped.
+        return HTMLResponse(_page(f"stream.mjpg?token={quote(supplied or '', safe='')}", ""))
+    return HTMLResponse(_page("stream.mjpg", "This camera needs a token: open this page as /?token=TOKEN."))
+
+
+@router.get(
+    "/stream.mjpg",
+    summary="Live MJPEG stream (multipart/x-mixed-replace; boundary=FRAME); never ends",
+    response_class=StreamingResponse,
+    responses={200: {"content": {CONTENT_TYPE: {}}}, **UNAUTHORIZED},
+    dependencies=[Depends(authorize)],
+)
+async def stream(hub: Hub) -> StreamingResponse:
+    return StreamingResponse(_stream_parts(hub), media_type=CONTENT_TYPE, headers=NO_CACHE)
+
+
+@router.get(
+    "/snapshot.jpg",
+    summary="The newest frame as JPEG",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}}},
+        503: {"model": Message, "description": "the source is failing"},
+        **UNAUTHORIZED,
+    },
+    dependencies=[Depends(authorize)],
+)
+async def snapshot(hub: Hub) -> Response:
+    frame = hub.latest or await hub.next_frame(0, timeout=SNAPSHOT_WAIT)
+    health = hub.health()
+    if frame is None or health["state"] != "ok":
+        problem = health["error"] or f"camera is {health['state']}, no frame yet"
+        raise CameraError(f"no current frame: {problem}")
+    headers = {"Cache-Control": "no-store", "X-Timestamp": f"{frame.timestamp:.6f}"}
+    return Response(frame.jpeg, media_type="image/jpeg", headers=headers)
+
+
+@router.get("/health", response_model=CameraHealth, summary="Source state, measured fps, connected clients")
+async def health(hub: Hub) -> Health:
+    facts = hub.health()
+    state = facts["state"]
+    problem = None if state == "ok" else facts["error"] or f"the camera is {state}, no frame yet"
+    return CameraHealth.of("camera", problems=[problem] if problem else [], **facts)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """With ``manage_hub``, the hub's capture thread runs from start-up to shutdown."""
+    hub: FrameHub = app.state.camera_hub
+    manage: bool = app.state.camera_manage_hub
+    if manage:
+        hub.start()
+    try:
+        yield
+    finally:
+        if manage:
+            await asyncio.to_thread(hub.stop)
+
+
 def create_app(hub: FrameHub, token: str | None = None, *, manage_hub: bool = True) -> FastAPI:
     """The camera service over ``hub``; with ``token``, stream and snapshot need it (frames are personal).
 
@@ -87,94 +188,9 @@ def create_app(hub: FrameHub, token: str | None = None, *, manage_hub: bool = Tr
     """
     if token is not None and not token:
         raise ValueError("an empty token would let anyone in; pass None for no token")
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if manage_hub:
-            hub.start()
-        try:
-            yield
-        finally:
-            if manage_hub:
-                await asyncio.to_thread(hub.stop)
-
-    app = FastAPI(
-        title="smartlock camera",
-        version=__version__,
-        description="MJPEG camera stream: one capture, one JPEG encode per frame, any number of viewers.",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-    )
-    mount_api_docs(app)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, err: HTTPException) -> JSONResponse:
-        return JSONResponse({"message": str(err.detail)}, status_code=err.status_code, headers=err.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, err: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"message": f"invalid request: {err.errors()}"}, status_code=422)
-
-    @app.exception_handler(CameraError)
-    async def camera_error(_request: Request, err: CameraError) -> JSONResponse:
-        return JSONResponse({"message": str(err)}, status_code=503, headers={"Retry-After": "1"})
-
-    def authorize(request: Request) -> None:
-        if token is not None and not token_matches(supplied_token(request), token):
-            raise HTTPException(
-                401,
-                "this camera needs a token: Authorization: Bearer TOKEN, X-Token: TOKEN or ?token=TOKEN",
-                headers={"WWW-Authenticate": 'Bearer realm="smartlock camera"'},
-            )
-
-    unauthorized = {401: {"model": Message, "description": "missing or wrong token"}}
-
-    @app.get("/", response_class=HTMLResponse, summary="Page showing the live stream")
-    @app.get("/index.html", response_class=HTMLResponse, include_in_schema=False)
-    async def page(request: Request) -> HTMLResponse:
-        supplied = supplied_token(request)
-        if token is None:
-            return HTMLResponse(_page("stream.mjpg", ""))
-        if token_matches(supplied, token):
-            # Only a token that matched is echoed into the page, URL-quoted and HTML-escaped.
-            return HTMLResponse(_page(f"stream.mjpg?token={quote(supplied or '', safe='')}", ""))
-        return HTMLResponse(
-            _page("stream.mjpg", "This camera needs a token: open this page as /?token=TOKEN.")
-        )
-
-    @app.get(
-        "/stream.mjpg",
-        summary="Live MJPEG stream (multipart/x-mixed-replace; boundary=FRAME); never ends",
-        response_class=StreamingResponse,
-        responses={200: {"content": {CONTENT_TYPE: {}}}, **unauthorized},
-        dependencies=[Depends(authorize)],
-    )
-    async def stream() -> StreamingResponse:
-        return StreamingResponse(_stream_parts(hub), media_type=CONTENT_TYPE, headers=NO_CACHE)
-
-    @app.get(
-        "/snapshot.jpg",
-        summary="The newest frame as JPEG",
-        response_class=Response,
-        responses={
-            200: {"content": {"image/jpeg": {}}},
-            503: {"model": Message, "description": "the source is failing"},
-            **unauthorized,
-        },
-        dependencies=[Depends(authorize)],
-    )
-    async def snapshot() -> Response:
-        frame = hub.latest or await hub.next_frame(0, timeout=SNAPSHOT_WAIT)
-        health = hub.health()
-        if frame is None or health["state"] != "ok":
-            problem = health["error"] or f"camera is {health['state']}, no frame yet"
-            raise CameraError(f"no current frame: {problem}")
-        headers = {"Cache-Control": "no-store", "X-Timestamp": f"{frame.timestamp:.6f}"}
-        return Response(frame.jpeg, media_type="image/jpeg", headers=headers)
-
-    @app.get("/health", response_model=Health, summary="Source state, measured fps and connected clients")
-    async def health() -> Health:
-        return Health(**hub.health())
-
+    app = create_api_app("smartlock camera", DESCRIPTION, max_body_bytes=MAX_BODY_BYTES, lifespan=lifespan)
+    app.state.camera_hub = hub
+    app.state.camera_token = token
+    app.state.camera_manage_hub = manage_hub
+    app.include_router(router)
     return app

@@ -1,8 +1,8 @@
-"""The MJPEG wire format: building the parts we send, parsing the parts an upstream camera sends.
+"""The MJPEG wire format, for the camera and the engine: building the parts we send, parsing any camera's.
 
 A part is ``--FRAME``, headers, a blank line, the JPEG and CRLF, as in the seed's picamera server. Each
 part also carries ``X-Timestamp`` (unix seconds at capture) so a consumer can tell when a frame was taken;
-OpenCV and browsers ignore the extra header.
+OpenCV and browsers ignore the extra header. The parser keeps every part's headers (lower-cased names).
 """
 
 from __future__ import annotations
@@ -10,13 +10,17 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 
 from smartlock.errors import CameraError
 
 BOUNDARY = "FRAME"
 CONTENT_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
-MAX_PART_BYTES = 32 * 2**20  # an upstream part larger than this is refused, not buffered
+MAX_PART_BYTES = 16 * 2**20  # a part larger than this is refused, not buffered: no camera frame is that big
+MAX_HEADER_BYTES = 64 * 2**10
 JPEG_SOI = b"\xff\xd8"
+
+Part = tuple[dict[str, str], bytes]
 
 
 def build_part(jpeg: bytes, timestamp: float) -> bytes:
@@ -35,70 +39,144 @@ def header_param(value: str, name: str) -> str | None:
     return match.group(1).strip('"') if match else None
 
 
-def iter_multipart(chunks: Iterable[bytes], boundary: str) -> Iterator[tuple[dict[str, str], bytes]]:
-    """Split a multipart/x-mixed-replace byte stream into (headers, body) parts.
+def boundary_of(content_type: str) -> str | None:
+    """The boundary of a ``multipart/...`` Content-Type (a leading ``--`` dropped); None for other types."""
+    if not content_type.strip().lower().startswith("multipart/"):
+        return None
+    boundary = (header_param(content_type, "boundary") or "").removeprefix("--")
+    return boundary or None
 
-    Uses Content-Length when a part has one; otherwise the body runs to the next boundary. Cameras
-    disagree on whether the delimiter line is ``--BOUNDARY`` or just ``BOUNDARY``, so both are found.
+
+class MultipartParser:
+    """Splits a multipart/x-mixed-replace byte stream into (headers, body) parts, however it is chunked.
+
+    Uses Content-Length when a part has one; otherwise the body runs to the next boundary line. Cameras
+    disagree on whether the delimiter line is ``--BOUNDARY`` or just ``BOUNDARY`` (and some declare
+    ``boundary=--B``), so a line of dashes followed by the boundary counts. ``next_part`` returns None
+    when the stream ends; a part over MAX_PART_BYTES is a CameraError.
     """
-    marker = boundary.encode("latin-1")
-    if marker.startswith(b"--"):
-        marker = marker.lstrip(b"-") or marker
-    buffer = bytearray()
-    source = iter(chunks)
 
-    def fill() -> None:
-        for chunk in source:
-            if chunk:
-                buffer.extend(chunk)
-                return
-        raise CameraError("the upstream stream ended")
+    def __init__(self, chunks: Iterable[bytes], boundary: str) -> None:
+        self._chunks = iter(chunks)
+        marker = boundary.encode("latin-1")
+        self._marker = marker.lstrip(b"-") or marker
+        # A body without Content-Length ends at a line break before a delimiter or closing line.
+        self._body_end = re.compile(rb"\r?\n-*" + re.escape(self._marker) + rb"(?:--|[ \t]*\r?\n)")
+        self._buffer = bytearray()
 
-    while True:
-        while (start := buffer.find(marker)) < 0:
-            del buffer[: max(0, len(buffer) - len(marker))]
-            fill()
-        del buffer[: start + len(marker)]
-        while len(buffer) < 2:
-            fill()
-        if buffer.startswith(b"--"):
-            raise CameraError("the upstream stream ended")
-        while (end := buffer.find(b"\r\n\r\n")) < 0:
-            if len(buffer) > 65536:
-                raise CameraError("the upstream stream sent a part header of more than 64 KiB")
-            fill()
-        headers: dict[str, str] = {}
-        for line in bytes(buffer[:end]).decode("latin-1").split("\r\n"):
-            key, sep, value = line.partition(":")
-            if sep:
-                headers[key.strip().lower()] = value.strip()
-        del buffer[: end + 4]
+    def __iter__(self) -> Iterator[Part]:
+        while (part := self.next_part()) is not None:
+            yield part
+
+    def next_part(self) -> Part | None:
+        """The next part, or None at the closing boundary or when the bytes run out."""
+        if not self._skip_to_delimiter():
+            return None
+        headers = self._read_headers()
+        if headers is None:
+            return None
         length = headers.get("content-length", "")
         if length.isdigit():
             size = int(length)
             if size > MAX_PART_BYTES:
-                raise CameraError(f"the upstream stream sent a part of {size} bytes")
-            while len(buffer) < size:
-                fill()
-            body = bytes(buffer[:size])
-            del buffer[:size]
+                raise CameraError(f"the stream sent a part of {size} bytes (at most {MAX_PART_BYTES})")
+            body = self._read_exact(size)
         else:
-            while (stop := buffer.find(marker)) < 0:
-                if len(buffer) > MAX_PART_BYTES:
-                    raise CameraError("the upstream stream sent a part without an end")
-                fill()
-            body = bytes(buffer[:stop]).rstrip(b"-").rstrip(b"\r\n")
-            del buffer[:stop]
-        yield headers, body
+            body = self._read_to_boundary()
+        return None if body is None else (headers, body)
+
+    def _fill(self) -> bool:
+        for chunk in self._chunks:
+            if chunk:
+                self._buffer += chunk
+                return True
+        return False
+
+    def _read_line(self, limit: int) -> bytes | None:
+        """One line without its CR LF; None at the end of the stream."""
+        searched = 0
+        while (end := self._buffer.find(b"\n", searched)) < 0:
+            searched = len(self._buffer)
+            if searched > limit:
+                raise CameraError(f"the stream sent a line of more than {limit} bytes: not MJPEG")
+            if not self._fill():
+                return None
+        line = bytes(self._buffer[:end]).rstrip(b"\r")
+        del self._buffer[: end + 1]
+        return line
+
+    def _skip_to_delimiter(self) -> bool:
+        """Drop the preamble or the blank line between parts; False at the closing line or the end."""
+        while True:
+            line = self._read_line(MAX_PART_BYTES)
+            if line is None:
+                return False
+            rest = line.lstrip(b"-")
+            if rest.startswith(self._marker):
+                tail = rest[len(self._marker) :]
+                if tail.startswith(b"--"):
+                    return False
+                if not tail.strip():
+                    return True
+
+    def _read_headers(self) -> dict[str, str] | None:
+        headers: dict[str, str] = {}
+        size = 0
+        while line := self._read_line(MAX_HEADER_BYTES):
+            size += len(line)
+            if size > MAX_HEADER_BYTES:
+                raise CameraError(f"the stream sent a part header of more than {MAX_HEADER_BYTES} bytes")
+            name, sep, value = line.decode("latin-1").partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        return None if line is None else headers
+
+    def _read_exact(self, size: int) -> bytes | None:
+        while len(self._buffer) < size:
+            if not self._fill():
+                return None
+        body = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return body
+
+    def _read_to_boundary(self) -> bytes | None:
+        start = 0
+        while (match := self._body_end.search(self._buffer, start)) is None:
+            if len(self._buffer) > MAX_PART_BYTES:
+                raise CameraError(f"the stream sent a part without an end in {MAX_PART_BYTES} bytes")
+            start = max(0, len(self._buffer) - len(self._marker) - 64)  # a delimiter may straddle chunks
+            if not self._fill():
+                return None
+        body = bytes(self._buffer[: match.start()])
+        del self._buffer[: match.start()]  # the delimiter line stays for the next part
+        return body
+
+
+def iter_multipart(chunks: Iterable[bytes], boundary: str) -> Iterator[Part]:
+    """The parts of an upstream stream that should never end: its end is a CameraError."""
+    yield from MultipartParser(chunks, boundary)
+    raise CameraError("the upstream stream ended")
+
+
+def parse_timestamp(value: str | None) -> float | None:
+    """X-Timestamp as epoch seconds: a number of seconds or an ISO 8601 date-time; None if neither."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def part_timestamp(headers: dict[str, str]) -> float:
-    """An upstream smartlock camera's capture time (kept along a relay chain), else the time of arrival."""
-    try:
-        stamp = float(headers.get("x-timestamp", ""))
-    except ValueError:
-        return time.time()
-    return stamp if 1e9 < stamp < 1e11 else time.time()
+    """An upstream camera's capture time (kept along a relay chain) when sane, else the time of arrival."""
+    stamp = parse_timestamp(headers.get("x-timestamp"))
+    return stamp if stamp is not None and 1e9 < stamp < 1e11 else time.time()
 
 
 def jpeg_size(data: bytes) -> tuple[int, int] | None:

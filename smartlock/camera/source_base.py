@@ -20,17 +20,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from smartlock.camera.imaging import load_cv2
 from smartlock.errors import CameraError, DependencyMissing
-
-
-def load_cv2() -> Any:
-    """Import OpenCV, or say which package to install."""
-    try:
-        import cv2
-    except ImportError as err:
-        install = "pip install 'opencv-python-headless>=4.9,<5'"
-        raise DependencyMissing("opencv-python-headless", "The camera service", install) from err
-    return cv2
 
 
 def load_picamera2() -> Any:

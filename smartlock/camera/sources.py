@@ -14,14 +14,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import numpy as np
 
+from smartlock.camera.imaging import decode_jpeg_bgr, load_cv2
 from smartlock.camera.mjpeg import JPEG_SOI
-from smartlock.camera.source_base import OpenCVSource, Pacer, RawFrame, Source, load_cv2, load_picamera2
+from smartlock.camera.source_base import OpenCVSource, Pacer, RawFrame, Source, load_picamera2
 from smartlock.camera.url_source import UrlSource, redact_url
-from smartlock.errors import CameraError, DependencyMissing
+from smartlock.errors import BadImageError, CameraError, DependencyMissing
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 CAMERA_SIZE = (1280, 720)  # what cameras are asked for when --width/--height are not given
@@ -140,14 +140,14 @@ class ImageFolderSource(Source):
         try:
             data = path.read_bytes()
         except OSError as err:
-            log.warning("slideshow: skipping %s: %s", path, err)
+            logger.warning("slideshow: skipping %s: %s", path, err)
             return None
         if path.suffix.lower() in (".jpg", ".jpeg") and data.startswith(JPEG_SOI):
             return RawFrame(0.0, jpeg=data)
-        cv2 = load_cv2()
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            log.warning("slideshow: skipping %s: not a readable image", path)
+        try:
+            image = decode_jpeg_bgr(data)
+        except BadImageError:
+            logger.warning("slideshow: skipping %s: not a readable image", path)
             return None
         return RawFrame(0.0, image=image)
 
@@ -178,6 +178,7 @@ class PiCameraSource(Source):
 
     def __init__(self, *, width: int, height: int, fps: float, module: Any = None) -> None:
         super().__init__("picamera", fps)
+        self.fps = fps
         self.size = (width, height)
         self._module = module
         self._camera: Any = None
@@ -192,7 +193,7 @@ class PiCameraSource(Source):
             camera = module.Picamera2()
             # "RGB888" is laid out B, G, R in memory: what OpenCV's encoder expects.
             config = camera.create_video_configuration(
-                main={"size": self.size, "format": "RGB888"}, controls={"FrameRate": float(self.nominal_fps)}
+                main={"size": self.size, "format": "RGB888"}, controls={"FrameRate": float(self.fps)}
             )
             camera.configure(config)
             camera.start()
@@ -216,7 +217,7 @@ class PiCameraSource(Source):
                 camera.stop()
                 camera.close()
             except Exception as err:  # already gone; nothing else to release
-                log.debug("picamera close: %s", err)
+                logger.debug("picamera close: %s", err)
 
 
 SPEC_HELP = (
@@ -291,6 +292,6 @@ def open_source(
         except CameraError as err:
             tried.append(str(err))
             continue
-        log.info("camera source: %s", source.name)
+        logger.info("camera source: %s", source.name)
         return source
     raise CameraError(f"no camera could be opened; tried: {'; '.join(tried)}. Pass --source: {SPEC_HELP}")

@@ -1,32 +1,27 @@
-"""One capture thread, one JPEG encode per frame, and the latest-frame holder every client reads from.
+"""One capture thread and one JPEG encode per frame, handed to every client through one ``FrameSlot``.
 
-The pattern is picamera2's MJPEG server: an output object holding the newest frame plus a Condition that
-wakes readers, passed to whoever needs it instead of living in a module global. Readers never queue
-frames: each asks for "a frame newer than the one I have", so a slow reader skips frames and the others
-never wait for it. Thread readers block on the Condition; asyncio readers await a per-loop Event that the
-capture thread sets through ``loop.call_soon_threadsafe`` (the event loop thread never blocks).
+The hand-off itself (newest frame, Condition, asyncio wake-ups) is ``smartlock.camera.slot``, shared with
+the engine's stream reader; this module adds the capture loop, the encoder, reconnects and health.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from smartlock.camera.imaging import decode_jpeg_bgr, encode_jpeg_bgr, load_cv2
 from smartlock.camera.mjpeg import build_part, jpeg_size
-from smartlock.camera.source_base import RawFrame, Source, load_cv2
-from smartlock.errors import CameraError, ConfigError
+from smartlock.camera.slot import FrameSlot
+from smartlock.camera.source_base import RawFrame, Source
+from smartlock.errors import BadImageError, CameraError, ConfigError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 ROTATIONS = (0, 90, 180, 270)
 
@@ -73,20 +68,19 @@ class FrameEncoder:
 
     def encode(self, raw: RawFrame) -> bytes:
         """The frame as JPEG bytes (the source's own JPEG when nothing has to change); CameraError."""
-        cv2: Any = None
         if raw.jpeg is not None:
             size = jpeg_size(raw.jpeg)
             if self.rotation == 0 and size is not None and self.target_size(*size) == size:
                 return raw.jpeg
-            cv2 = load_cv2()
-            image = cv2.imdecode(np.frombuffer(raw.jpeg, np.uint8), cv2.IMREAD_COLOR)
-            if image is None:
-                raise CameraError("the source sent a JPEG that does not decode")
+            try:
+                image = decode_jpeg_bgr(raw.jpeg)
+            except BadImageError as err:
+                raise CameraError("the source sent a JPEG that does not decode") from err
         elif raw.image is not None:
             image = raw.image
         else:
             raise CameraError("the source returned an empty frame")
-        cv2 = cv2 or load_cv2()
+        cv2 = load_cv2()
         if image.ndim == 3 and image.shape[2] == 4:
             image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
         size = self.target_size(image.shape[1], image.shape[0])
@@ -96,10 +90,10 @@ class FrameEncoder:
         if self.rotation:
             codes = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
             image = cv2.rotate(image, codes[self.rotation])
-        ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if not ok:
-            raise CameraError("OpenCV could not encode the frame as JPEG")
-        return buffer.tobytes()
+        try:
+            return encode_jpeg_bgr(image, self.quality)
+        except BadImageError as err:
+            raise CameraError(str(err)) from err
 
 
 class FrameHub:
@@ -117,27 +111,21 @@ class FrameHub:
         self.encoder = encoder or FrameEncoder()
         self.backoff = backoff
         self._stale_after = stale_after
-        self._lock = threading.Lock()
-        self._condition = threading.Condition(self._lock)
-        self._latest: EncodedFrame | None = None
-        self._seq = 0
+        self._slot: FrameSlot[EncodedFrame] = FrameSlot()
+        self._lock = threading.Lock()  # guards the fields below (the slot has its own)
         self._error: str | None = None
-        self._closed = False
         self._clients = 0
         self._publish_times: deque[float] = deque(maxlen=512)
         self._started_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._loop_events: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = (
-            weakref.WeakKeyDictionary()
-        )
 
     # -- life cycle ---------------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the capture thread (once; later calls do nothing)."""
         with self._lock:
-            if self._closed:
+            if self._slot.closed:
                 raise RuntimeError("this FrameHub was stopped; make a new one")
             if self._thread is not None:
                 return
@@ -148,15 +136,12 @@ class FrameHub:
 
     def stop(self, timeout: float = 5.0) -> None:
         """End every stream, stop the capture thread and release the source. Safe to call twice."""
-        with self._condition:
-            already = self._closed
-            self._closed = True
-            self._condition.notify_all()
+        with self._lock:  # so start() cannot begin a thread after this point
+            first = self._slot.close()
         self._stop.set()
         self.source.interrupt()
-        self._wake_loops()
         thread = self._thread
-        if already:
+        if not first:
             return
         if thread is None:  # never started: nobody else will release the source
             self.source.close()
@@ -164,11 +149,11 @@ class FrameHub:
         if thread is not threading.current_thread():
             thread.join(timeout)
             if thread.is_alive():
-                log.warning("the capture thread of %s did not stop within %.0f s", self.source.name, timeout)
+                logger.warning("the capture thread of %s did not stop in %.0f s", self.source.name, timeout)
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._slot.closed
 
     def __enter__(self) -> FrameHub:
         self.start()
@@ -195,7 +180,7 @@ class FrameHub:
                         message = str(err)
                     else:
                         message = f"{type(err).__name__}: {err}"
-                        log.debug("unexpected error from %s", self.source.name, exc_info=True)
+                        logger.debug("unexpected error from %s", self.source.name, exc_info=True)
                     self._failed(message, delay)
                     self.source.close()
                     self._stop.wait(delay)
@@ -211,81 +196,34 @@ class FrameHub:
             first = self._error is None
             self._error = message
         if first:
-            log.warning("camera source failed: %s; reconnecting (first try in %.1f s)", message, delay)
+            logger.warning("camera source failed: %s; reconnecting (first try in %.1f s)", message, delay)
         else:
-            log.info("camera source still failing: %s; next try in %.1f s", message, delay)
+            logger.info("camera source still failing: %s; next try in %.1f s", message, delay)
 
     def _publish(self, jpeg: bytes, timestamp: float) -> EncodedFrame:
         part = build_part(jpeg, timestamp)
-        with self._condition:
-            self._seq += 1
-            frame = EncodedFrame(self._seq, jpeg, timestamp, part)
-            self._latest = frame
+        frame = self._slot.publish(lambda seq: EncodedFrame(seq, jpeg, timestamp, part))
+        with self._lock:
             recovered = self._error is not None
             self._error = None
             self._publish_times.append(time.monotonic())
-            self._condition.notify_all()
         if recovered:
-            log.info("camera source %s is back", self.source.name)
-        self._wake_loops()
+            logger.info("camera source %s is back", self.source.name)
         return frame
-
-    def _wake_loops(self) -> None:
-        with self._lock:
-            loops = list(self._loop_events.keys())
-        for loop in loops:
-            try:
-                loop.call_soon_threadsafe(self._wake_loop, loop)
-            except RuntimeError:  # that loop is closed
-                with self._lock:
-                    self._loop_events.pop(loop, None)
-
-    def _wake_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Runs on ``loop``: wake everyone awaiting the current Event, and give later waiters a fresh one.
-        with self._lock:
-            event = self._loop_events.get(loop)
-            if event is None:
-                return
-            self._loop_events[loop] = asyncio.Event()
-        event.set()
 
     # -- readers ------------------------------------------------------------------------------------------
 
     @property
     def latest(self) -> EncodedFrame | None:
-        return self._latest
+        return self._slot.latest
 
     def wait_for_frame(self, after: int = 0, timeout: float | None = None) -> EncodedFrame | None:
         """Block (in a thread) until a frame newer than ``after`` exists; None on timeout or when stopped."""
-
-        def ready() -> bool:
-            return self._closed or (self._latest is not None and self._latest.seq > after)
-
-        with self._condition:
-            self._condition.wait_for(ready, timeout)
-            frame = self._latest
-        return frame if frame is not None and frame.seq > after else None
+        return self._slot.wait_newer(after, timeout)
 
     async def next_frame(self, after: int = 0, timeout: float | None = None) -> EncodedFrame | None:
         """Await a frame newer than ``after`` without blocking the event loop; None on timeout or stop."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            event = self._loop_events.get(loop)
-            if event is None:
-                event = self._loop_events[loop] = asyncio.Event()
-            frame = self._latest
-            closed = self._closed
-        if frame is not None and frame.seq > after:
-            return frame
-        if closed:
-            return None
-        try:
-            async with asyncio.timeout(timeout):
-                await event.wait()
-        except TimeoutError:
-            return None
-        frame = self._latest
-        return frame if frame is not None and frame.seq > after else None
+        return await self._slot.next_newer(after, timeout)
 
     @contextlib.contextmanager
     def client(self) -> Iterator[None]:
@@ -311,25 +249,15 @@ class FrameHub:
         """Source, state (starting/ok/failing/stopped), measured fps, clients, age of the newest frame."""
         now = time.monotonic()
         stale_after = self.stale_after()
+        frame = self._slot.latest
         with self._lock:
-            frame, error, clients = self._latest, self._error, self._clients
+            error, clients, started = self._error, self._clients, self._started_at
             times = list(self._publish_times)
         since = now - times[-1] if times else None
         window = [t for t in times if now - t <= max(5.0, stale_after)]
         span = window[-1] - window[0] if len(window) >= 2 else 0.0
         fps = (len(window) - 1) / span if span > 0 else 0.0
-        if self._closed:
-            state = "stopped"
-        elif error is not None or (since is not None and since > stale_after):
-            state = "failing"
-            error = error or f"no frame for {since:.1f} s"
-        elif since is None:
-            started = self._started_at
-            state = "failing" if started is not None and now - started > stale_after else "starting"
-            if state == "failing":
-                error = f"no frame since the start, {now - started:.1f} s ago"
-        else:
-            state = "ok"
+        state, error = self._state(now, since, started, error)
         size = jpeg_size(frame.jpeg) if frame is not None else None
         return {
             "state": state,
@@ -343,3 +271,18 @@ class FrameHub:
             "height": size[1] if size else None,
             "error": error,
         }
+
+    def _state(
+        self, now: float, since: float | None, started: float | None, error: str | None
+    ) -> tuple[str, str | None]:
+        """(state, why it is failing) from the age of the newest frame and the last source error."""
+        stale_after = self.stale_after()
+        if self._slot.closed:
+            return "stopped", error
+        if error is not None or (since is not None and since > stale_after):
+            return "failing", error or f"no frame for {since:.1f} s"
+        if since is None:
+            if started is not None and now - started > stale_after:
+                return "failing", f"no frame since the start, {now - started:.1f} s ago"
+            return "starting", error
+        return "ok", error

@@ -8,8 +8,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from smartlock.camera.mjpeg import JPEG_SOI, MAX_PART_BYTES, header_param, iter_multipart, part_timestamp
-from smartlock.camera.source_base import OpenCVSource, Pacer, RawFrame, Source, load_cv2
+from smartlock.camera.imaging import load_cv2
+from smartlock.camera.mjpeg import JPEG_SOI, MAX_PART_BYTES, boundary_of, iter_multipart, part_timestamp
+from smartlock.camera.source_base import OpenCVSource, Pacer, RawFrame, Source
 from smartlock.errors import CameraError
 
 
@@ -88,7 +89,7 @@ class UrlSource(Source):
             raise CameraError(f"{self.name}: answered HTTP {response.status_code}")
         content_type = response.headers.get("content-type", "")
         if content_type.lower().startswith("multipart/"):
-            boundary = header_param(content_type, "boundary")
+            boundary = boundary_of(content_type)
             if not boundary:
                 raise CameraError(f"{self.name}: multipart stream without a boundary")
             self._parts = iter_multipart(response.iter_bytes(), boundary)

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from smartlock.door.ratelimit import RefusalLimiter
 from smartlock.door.service import DoorService
 from smartlock.service import json_message
-from smartlock.service.app import ERROR_MESSAGE_KEY
+from smartlock.service.responses import ERROR_MESSAGE_KEY
 
 logger = logging.getLogger(__name__)
 

@@ -7,30 +7,38 @@ each face in the band (``<stem>.face-<n>.jpeg``) and a JSON sidecar (``<stem>.js
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from smartlock.engine.engine import FaceDetector, Recogniser, recognise_logged
+from smartlock.engine.engine import FaceDetector, Recognizer, recognize_logged
+from smartlock.engine.files import collected_path, crop_name, current_timestamp, write_collected
 from smartlock.engine.frames import Frame, FrameSource, next_due_frame
-from smartlock.engine.policy import Face
-from smartlock.engine.sinks import current_timestamp, unique_path
-from smartlock.engine.vision import encode_jpeg, prepare
+from smartlock.engine.settings import DEFAULT_FPS
+from smartlock.engine.vision import encode_jpeg_bgr, prepare
 from smartlock.errors import ConfigError
-from smartlock.fileio import atomic_write
+from smartlock.recognition.schemas import BoundingBox, Face
 
-logger = logging.getLogger("smartlock.collector")
+logger = logging.getLogger(__name__)
 
 CROP_MARGIN = 0.2  # a little context around the detector's box helps whoever reviews the crop
 
 
 def in_band(face: Face, low: float, high: float) -> bool:
     return low <= face.confidence <= high
+
+
+def scaled(face: Face, scale: float) -> Face:
+    """``face`` with its box in pixels of an image ``scale`` times as wide (the full frame, not the
+    analysed one)."""
+    left, top, right, bottom = (value * scale for value in face.box)
+    box = BoundingBox(left=left, top=top, right=right, bottom=bottom)
+    return face.model_copy(update={"bounding_box": box})
 
 
 def crop_box(box: tuple[float, float, float, float], width: int, height: int,
@@ -46,13 +54,13 @@ class Collector:
     def __init__(
         self,
         frames: FrameSource,
-        recognise: Recogniser,
+        recognize: Recognizer,
         out_dir: Path,
         *,
         min_confidence: float,
         max_confidence: float,
         detector: FaceDetector | None = None,
-        fps: float = 2.0,
+        fps: float = DEFAULT_FPS,
         mirror: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -63,7 +71,7 @@ class Collector:
         if fps <= 0:
             raise ConfigError("fps must be positive")
         self.frames = frames
-        self.recognise = recognise
+        self.recognize = recognize
         self.out_dir = Path(out_dir)
         self.min_confidence = min_confidence
         self.max_confidence = max_confidence
@@ -99,34 +107,28 @@ class Collector:
         analysed = prepare(image, mirror=False)
         if self.detector is not None and not self.detector(analysed):
             return None
-        faces = recognise_logged(self.recognise, analysed)
+        faces = recognize_logged(self.recognize, analysed)
         if faces is None:
             self.errors += 1
             return None
-        scale = image.shape[1] / analysed.shape[1]
-        faces = [Face(f.label, f.confidence, None if f.box is None else tuple(v * scale for v in f.box))
-                 for f in faces]  # type: ignore[misc]
+        faces = [scaled(face, image.shape[1] / analysed.shape[1]) for face in faces]
         chosen = [face for face in faces if in_band(face, self.min_confidence, self.max_confidence)]
         if not chosen:
             return None
         return self._save(image, faces, max(chosen, key=lambda face: face.confidence), frame)
 
     def _save(self, image: np.ndarray, faces: list[Face], named: Face, frame: Frame) -> Path:
-        name = f"{named.label}-{named.confidence:.2f}-{current_timestamp()}.jpeg"
-        path = unique_path(self.out_dir / name)
-        stem = path.name[: -len(".jpeg")]
-        entries = []
-        crops = 0
+        path = collected_path(self.out_dir, named.label, named.confidence, current_timestamp())
+        entries: list[dict[str, Any]] = []
+        crops: dict[str, bytes] = {}
         for face in faces:
-            entry = {**face.to_api(), "in_band": in_band(face, self.min_confidence, self.max_confidence),
-                     "crop": None}
-            box = crop_box(face.box, image.shape[1], image.shape[0]) if face.box else None
+            entry = {**face.model_dump(mode="json"),
+                     "in_band": in_band(face, self.min_confidence, self.max_confidence), "crop": None}
+            box = crop_box(face.box, image.shape[1], image.shape[0])
             if entry["in_band"] and box is not None:
-                crops += 1
-                crop_name = f"{stem}.face-{crops}.jpeg"
+                entry["crop"] = crop_name(path, len(crops) + 1)
                 x0, y0, x1, y1 = box
-                atomic_write(self.out_dir / crop_name, encode_jpeg(image[y0:y1, x0:x1]))
-                entry["crop"] = crop_name
+                crops[entry["crop"]] = encode_jpeg_bgr(image[y0:y1, x0:x1])
             entries.append(entry)
         sidecar = {
             "frame": path.name,
@@ -135,8 +137,7 @@ class Collector:
             "max_confidence": self.max_confidence,
             "faces": entries,
         }
-        atomic_write(self.out_dir / f"{stem}.json", json.dumps(sidecar, indent=2).encode("utf-8"))
-        atomic_write(path, encode_jpeg(image))  # last: a frame on disk always has its sidecar
+        write_collected(path, encode_jpeg_bgr(image), sidecar, crops)
         self.saved.append(path)
         logger.info("Frame saved: %s", path)
         return path

@@ -10,15 +10,32 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+from smartlock.engine.settings import (  # re-exported: other parts import the defaults from here
+    API_KEY_ENV,
+    DEFAULT_MAX_FPS,
+    DEFAULT_MIN_FRAMES,
+    DEFAULT_THRESHOLD,
+    DEFAULT_WINDOW,
+    CollectorSettings,
+    EngineSettings,
+    StreamClientSettings,
+)
 
-DEFAULT_THRESHOLD = 0.8
-DEFAULT_MIN_FRAMES = 2
-DEFAULT_WINDOW = 1.5
-DEFAULT_MAX_FPS = 10.0
+if TYPE_CHECKING:
+    import numpy as np
+
+    from smartlock.engine.frames import LatestFrameReader
+    from smartlock.engine.policy import Decision
+    from smartlock.recognition.schemas import Face
+
+__all__ = ["API_KEY_ENV", "DEFAULT_MAX_FPS", "DEFAULT_MIN_FRAMES", "DEFAULT_THRESHOLD", "DEFAULT_WINDOW",
+           "build_door", "build_recognizer", "configure_logging", "register", "run_collect", "run_engine"]
+
+logger = logging.getLogger(__name__)
+
 RECOGNITION_TIMEOUT = 5.0
-API_KEY_ENV = "SMARTLOCK_API_KEY"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,25 +43,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_collect(subparsers)
 
 
-def _add_recognition_source(required: argparse._ArgumentGroup, optional: argparse._ArgumentGroup) -> None:
+def _groups(parser: argparse.ArgumentParser) -> tuple[argparse._ArgumentGroup, argparse._ArgumentGroup]:
+    return parser.add_argument_group("required arguments"), parser.add_argument_group("optional arguments")
+
+
+def _add_recognition_source(model: type[StreamClientSettings], required: argparse._ArgumentGroup,
+                            optional: argparse._ArgumentGroup) -> None:
     source = required.add_mutually_exclusive_group(required=True)
-    source.add_argument("--face-recognition-api-url", help="URL of face recognition endpoint "
-                        "(e.g. http://HOST:5000/face-recognition).")
-    source.add_argument("--model", metavar="MODEL_DIR", type=Path,
-                        help="Recognise in this process with a trained model directory "
-                             "instead of calling the API.")
-    optional.add_argument("--face-recognition-api-key", default=None,
-                          help=f"API key for the recognition API (default: ${API_KEY_ENV} if set).")
+    model.add_option(source, "face_recognition_api_url")
+    model.add_option(source, "model", metavar="MODEL_DIR")
+    key = optional.add_mutually_exclusive_group()
+    key.add_argument("--face-recognition-api-key", default=None,
+                     help=f"API key for the recognition API (default: ${API_KEY_ENV} if set).")
+    model.add_option(key, "face_recognition_api_key_file", metavar="FILE")
 
 
-def _add_camera_options(optional: argparse._ArgumentGroup, what: str) -> None:
-    optional.add_argument("--haar-file-path", default=None,
-                          help="Path to Haar Cascade (simple and fast face detector) xml file. Default: the "
-                               "frontal-face cascade shipped with OpenCV.")
-    optional.add_argument("--log-path", default="log", type=Path,
-                          help=f"Directory path where {what} will be saved. Default is \"log\".")
-    optional.add_argument("--no-mirror", dest="mirror", action="store_false",
-                          help="Do not flip frames horizontally (the seed always did).")
+def _add_camera_options(model: type[StreamClientSettings], optional: argparse._ArgumentGroup) -> None:
+    model.add_option(optional, "camera_token_file", metavar="FILE")
+    for name in ("haar_file_path", "log_path", "log_level", "mirror"):
+        model.add_option(optional, name)
+
+
+def _add_help(optional: argparse._ArgumentGroup) -> None:
+    optional.add_argument("-h", "--help", action="help", default=argparse.SUPPRESS,
+                          help="show this help message and exit")
 
 
 def _register_engine(subparsers: argparse._SubParsersAction) -> None:
@@ -55,39 +77,18 @@ def _register_engine(subparsers: argparse._SubParsersAction) -> None:
                     "stream frames and sends unlocks door request if a familiar face is recognised in at "
                     "least --min-frames analysed frames within --window seconds.",
     )
-    required = parser.add_argument_group("required arguments")
-    optional = parser.add_argument_group("optional arguments")
-    required.add_argument("--camera-url", required=True, help="URL of video stream.")
-    _add_recognition_source(required, optional)
-    required.add_argument("--door-api-url", required=True,
-                          help="URL of smart lock door-api which unlocks door.")
-    optional.add_argument(
-        "--threshold", type=float, default=DEFAULT_THRESHOLD,
-        help="Number from 0 to 1 which represents minimal confidence which need to be met to unlock the door "
-             "when face is recognised from a video stream. Default value is 0.8 (We need to be at least 80%% "
-             "sure that we recognised some person to unlock the door for him).")
-    optional.add_argument(
-        "--fps", type=float, default=2.0,
-        help="How many frames per second will engine be processing while nobody is in view. Default 2. While "
-             "a face is in view the engine analyses faster, up to --max-fps.")
-    optional.add_argument("--max-fps", type=float, default=DEFAULT_MAX_FPS,
-                          help=f"Highest analysis rate while a face is in view. Default {DEFAULT_MAX_FPS:g}.")
-    optional.add_argument(
-        "--min-frames", type=int, default=DEFAULT_MIN_FRAMES, metavar="K",
-        help=f"Unlock only when one person clears the threshold in at least K analysed frames within "
-             f"--window seconds. 1 behaves as the seed (a single frame). Default {DEFAULT_MIN_FRAMES}.")
-    optional.add_argument("--window", type=float, default=DEFAULT_WINDOW, metavar="SECONDS",
-                          help=f"Time window for --min-frames. Default {DEFAULT_WINDOW:g}.")
-    optional.add_argument(
-        "--block-time", type=float, default=6,
-        help="After door is unlocked engine will stop processing frame for block-time seconds. Default 6.")
-    optional.add_argument("--door-secret-file", type=Path, default=None,
-                          help="Shared secret of the door API; unlock requests are signed with it.")
-    optional.add_argument("--webhook-url", default=None,
-                          help="POST JSON events (recognised, unlocked, refused-unknown) to this URL.")
-    _add_camera_options(optional, "logs and unlock frames")
-    optional.add_argument("-h", "--help", action="help", default=argparse.SUPPRESS,
-                          help="show this help message and exit")
+    required, optional = _groups(parser)
+    EngineSettings.add_option(required, "camera_url")
+    _add_recognition_source(EngineSettings, required, optional)
+    EngineSettings.add_option(required, "door_api_url")
+    for name in ("threshold", "fps", "max_fps"):
+        EngineSettings.add_option(optional, name)
+    EngineSettings.add_option(optional, "min_frames", metavar="K")
+    EngineSettings.add_option(optional, "window", metavar="SECONDS")
+    for name in ("block_time", "door_secret_file", "webhook_url", "webhook_token_file"):
+        EngineSettings.add_option(optional, name)
+    _add_camera_options(EngineSettings, optional)
+    _add_help(optional)
     parser.set_defaults(func=run_engine)
 
 
@@ -99,79 +100,98 @@ def _register_collect(subparsers: argparse._SubParsersAction) -> None:
                     "person recognised on the frame where "
                     "min_confidence <= person_confidence <= max_confidence.",
     )
-    required = parser.add_argument_group("required arguments")
-    optional = parser.add_argument_group("optional arguments")
-    required.add_argument("-min", "--min-confidence", type=float, required=True,
-                          help="Minimum confidence required for saving the frame. Number from 0 to 1.")
-    required.add_argument("-max", "--max-confidence", type=float, required=True,
-                          help="Maximum confidence allowed for saving the frame. Number from 0 to 1.")
-    required.add_argument("--camera-url", required=True, help="URL of video stream.")
-    _add_recognition_source(required, optional)
-    optional.add_argument("--fps", type=float, default=2.0,
-                          help="How many frames per second will collector be processing. Default is 2.")
-    _add_camera_options(optional, "logs and collected frames")
-    optional.add_argument("-h", "--help", action="help", default=argparse.SUPPRESS,
-                          help="show this help message and exit")
+    required, optional = _groups(parser)
+    CollectorSettings.add_option(required, "min_confidence")
+    CollectorSettings.add_option(required, "max_confidence")
+    CollectorSettings.add_option(required, "camera_url")
+    _add_recognition_source(CollectorSettings, required, optional)
+    CollectorSettings.add_option(optional, "fps")
+    _add_camera_options(CollectorSettings, optional)
+    _add_help(optional)
     parser.set_defaults(func=run_collect)
 
 
 # -- wiring ---------------------------------------------------------------------------------------
 
 
-def configure_logging(log_path: Path) -> None:
-    """Like the seed: every line to stdout and to ``<log-path>/log.txt``."""
+def configure_logging(log_path: Path, level: str = "INFO") -> None:
+    """Like the seed: every line to stdout and to ``<log-path>/log.txt``, with ``token=`` values masked."""
+    from smartlock.engine.access import RedactTokens
     from smartlock.logs import setup_logging
 
-    setup_logging(log_file=log_path / "log.txt")
+    setup_logging(level, log_file=log_path / "log.txt")
     for handler in logging.getLogger().handlers:
         if type(handler) is logging.StreamHandler:
             handler.setStream(sys.stdout)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
+        handler.addFilter(RedactTokens())
+    for chatty in ("httpx", "httpcore"):  # a line (or several) per request otherwise
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
-def build_recogniser(args: argparse.Namespace) -> Callable[[np.ndarray], object]:
-    """The API client, or an in-process Recognizer when --model is given; both return the API's faces."""
-    from smartlock.engine.vision import bgr_to_rgb, encode_jpeg
+def build_recognizer(settings: StreamClientSettings,
+                     api_key: str | None = None) -> Callable[[np.ndarray], list[Face]]:
+    """The API client (with ``api_key``, see access.recognition_api_key), or an in-process Recognizer when
+    --model is given; both return Face models."""
+    from smartlock.engine.vision import bgr_to_rgb, encode_jpeg_bgr
 
-    if args.model is not None:
+    if settings.model is not None:
         from smartlock.recognition.recognizer import Recognizer
 
-        recognizer = Recognizer.load(args.model)
-        logging.getLogger("smartlock.engine").info("Recognising in-process with %s (%s backend)",
-                                                   args.model, recognizer.backend_name)
-        return lambda image: [face.to_api() for face in recognizer.recognize(bgr_to_rgb(image))]
-    import os
-
+        recognizer = Recognizer.load(settings.model)
+        logger.info("Recognising in-process with %s (%s backend)", settings.model, recognizer.backend_name)
+        return lambda image: [face.to_face() for face in recognizer.recognize(bgr_to_rgb(image))]
     from smartlock.recognition.client import RecognitionClient
 
-    client = RecognitionClient(args.face_recognition_api_url,
-                               api_key=args.face_recognition_api_key or os.environ.get(API_KEY_ENV),
+    assert settings.face_recognition_api_url is not None  # the settings hold exactly one source
+    client = RecognitionClient(settings.face_recognition_api_url, api_key=api_key,
                                timeout=RECOGNITION_TIMEOUT)
-    return lambda image: client.recognize_jpeg(encode_jpeg(image))
+    return lambda image: client.recognize_jpeg(encode_jpeg_bgr(image))
 
 
-def build_door(args: argparse.Namespace) -> Callable:
+def build_door(settings: EngineSettings) -> Callable[[Decision], None]:
     """Signed unlock requests, 0.3 s timeout and 3 tries as the seed; raises DoorError when all fail."""
     from smartlock.door.client import DoorClient
 
     secret = None
-    if args.door_secret_file is not None:
+    if settings.door_secret_file is not None:
         from smartlock.door.auth import load_secret
 
-        secret = load_secret(args.door_secret_file)
-    client = DoorClient(args.door_api_url, secret, timeout=0.3, tries=3)
+        secret = load_secret(settings.door_secret_file)
+    client = DoorClient(settings.door_api_url, secret, timeout=0.3, tries=3)
 
-    def unlock(decision) -> None:
+    def unlock(decision: Decision) -> None:
         client.unlock(person=decision.label, confidence=decision.confidence, source="engine")
 
     return unlock
 
 
+def secrets_and_reader(args: argparse.Namespace,
+                       settings: StreamClientSettings) -> tuple[str | None, LatestFrameReader]:
+    """The recognition API key and the camera reader, read before anything starts (a bad secret file is
+    an error up front)."""
+    from smartlock.engine.access import recognition_api_key
+
+    api_key = recognition_api_key(settings.face_recognition_api_key_file, args.face_recognition_api_key)
+    return api_key, frame_reader(settings)
+
+
+def frame_reader(settings: StreamClientSettings) -> LatestFrameReader:
+    """The camera reader; with --camera-token-file the token goes in a Bearer header, not the URL."""
+    from smartlock.engine.access import camera_token, stream_opener
+    from smartlock.engine.frames import LatestFrameReader
+
+    opener = stream_opener(settings.camera_url, camera_token(settings.camera_token_file))
+    return LatestFrameReader(settings.camera_url, opener=opener)
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGTERM or Ctrl-C, so the loop ends cleanly and the threads are stopped."""
+    """An event set by the services' stop signals (SIGTERM, Ctrl-C, SIGHUP), so the loop ends cleanly and
+    the threads are stopped."""
+    from smartlock.service.server import STOP_SIGNALS
+
     stop = threading.Event()
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     for sig in previous:
         signal.signal(sig, lambda *_: stop.set())
     try:
@@ -182,23 +202,28 @@ def stop_on_signals() -> Iterator[threading.Event]:
 
 
 def run_engine(args: argparse.Namespace) -> int:
-    from smartlock.engine.engine import Engine, EngineSettings
-    from smartlock.engine.frames import LatestFrameReader
+    from smartlock.engine.engine import Engine, LoopSettings
     from smartlock.engine.policy import UnlockPolicy
     from smartlock.engine.sinks import NullSink, UnlockLog, WebhookSink
     from smartlock.engine.vision import HaarFaceDetector
+    from smartlock.service import read_secret
 
-    policy = UnlockPolicy(args.threshold, args.min_frames, args.window)
-    settings = EngineSettings(fps=args.fps, max_fps=max(args.max_fps, args.fps), block_time=args.block_time,
-                              mirror=args.mirror, burst_hold=max(args.window, 1.0))
-    detector = HaarFaceDetector(args.haar_file_path)
-    configure_logging(args.log_path)
-    recognise = build_recogniser(args)
-    door = build_door(args)
-    events = WebhookSink(args.webhook_url) if args.webhook_url else NullSink()
-    reader = LatestFrameReader(args.camera_url)
-    engine = Engine(reader, recognise, door, policy, detector=detector,
-                    unlock_log=UnlockLog(args.log_path, args.threshold), events=events, settings=settings)
+    settings = EngineSettings.from_args(args)
+    policy = UnlockPolicy(settings.threshold, settings.min_frames, settings.window)
+    detector = HaarFaceDetector(settings.haar_file_path)
+    api_key, reader = secrets_and_reader(args, settings)
+    configure_logging(settings.log_path, settings.log_level)
+    recognize = build_recognizer(settings, api_key)
+    door = build_door(settings)
+    events: NullSink | WebhookSink = NullSink()
+    if settings.webhook_url:
+        token = None
+        if settings.webhook_token_file is not None:
+            token = read_secret(settings.webhook_token_file, "webhook token file")
+        events = WebhookSink(settings.webhook_url, token=token)
+    engine = Engine(reader, recognize, door, policy, detector=detector,
+                    unlock_log=UnlockLog(settings.log_path, settings.threshold), events=events,
+                    settings=LoopSettings.of(settings))
     with stop_on_signals() as stop:
         reader.start()
         try:
@@ -211,19 +236,16 @@ def run_engine(args: argparse.Namespace) -> int:
 
 def run_collect(args: argparse.Namespace) -> int:
     from smartlock.engine.collector import Collector
-    from smartlock.engine.frames import LatestFrameReader
     from smartlock.engine.vision import HaarFaceDetector
-    from smartlock.errors import ConfigError
 
-    if not 0.0 <= args.min_confidence <= args.max_confidence <= 1.0:
-        raise ConfigError("need 0 <= --min-confidence <= --max-confidence <= 1")
-    detector = HaarFaceDetector(args.haar_file_path)
-    configure_logging(args.log_path)
-    recognise = build_recogniser(args)
-    reader = LatestFrameReader(args.camera_url)
-    collector = Collector(reader, recognise, args.log_path, min_confidence=args.min_confidence,
-                          max_confidence=args.max_confidence, detector=detector, fps=args.fps,
-                          mirror=args.mirror)
+    settings = CollectorSettings.from_args(args)
+    detector = HaarFaceDetector(settings.haar_file_path)
+    api_key, reader = secrets_and_reader(args, settings)
+    configure_logging(settings.log_path, settings.log_level)
+    recognize = build_recognizer(settings, api_key)
+    collector = Collector(reader, recognize, settings.log_path, min_confidence=settings.min_confidence,
+                          max_confidence=settings.max_confidence, detector=detector, fps=settings.fps,
+                          mirror=settings.mirror)
     with stop_on_signals() as stop:
         reader.start()
         try:

@@ -1,6 +1,6 @@
 """The engine loop: sample frames, skip faceless ones, recognise, decide with the policy, unlock the door.
 
-Every collaborator is injected (frame source, recogniser, door, face pre-filter, sinks, clock), so the
+Every collaborator is injected (frame source, recognizer, door, face pre-filter, sinks, clock), so the
 loop is tested with fakes and run for real by ``smartlock engine``. Any failure — camera gone,
 recognition down or answering nonsense, door unreachable — is logged and never opens the door; the
 loop carries on and recovers when the other side comes back.
@@ -14,28 +14,35 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from smartlock.engine.files import current_timestamp
 from smartlock.engine.frames import Frame, FrameSource, next_due_frame
-from smartlock.engine.policy import Decision, Face, UnlockPolicy, parse_faces
-from smartlock.engine.sinks import EventSink, NullSink, UnlockLog, current_timestamp
+from smartlock.engine.policy import Decision, UnlockPolicy
+from smartlock.engine.settings import DEFAULT_BLOCK_TIME, DEFAULT_FPS, DEFAULT_MAX_FPS, EngineSettings
+from smartlock.engine.sinks import EventSink, NullSink, UnlockLog
 from smartlock.engine.vision import prepare
+from smartlock.recognition.schemas import Face, parse_faces
 
-logger = logging.getLogger("smartlock.engine")
+logger = logging.getLogger(__name__)
 
-# prepared BGR frame -> the API's "faces" list; raises (ServiceError, ...) on failure
-Recogniser = Callable[[np.ndarray], object]
+# prepared BGR frame -> the API's faces (Face models or their JSON, validated here); raises on failure
+Recognizer = Callable[[np.ndarray], object]
 # opens the door for a decision; raises (DoorError, ...) when it could not
 DoorOpener = Callable[[Decision], None]
 FaceDetector = Callable[[np.ndarray], bool]
 
 
 @dataclass(frozen=True)
-class EngineSettings:
-    fps: float = 2.0  # sampling rate while nobody is in view (the seed's --fps)
-    max_fps: float = 10.0  # cap on the analysis rate while a face is in view
-    block_time: float = 6.0  # frames ignored for this long after an unlock
+class LoopSettings:
+    """How the loop runs: the CLI's rates and block time (from EngineSettings) plus internal pacing."""
+
+    fps: float = DEFAULT_FPS  # sampling rate while nobody is in view (the seed's --fps)
+    max_fps: float = DEFAULT_MAX_FPS  # cap on the analysis rate while a face is in view
+    block_time: float = DEFAULT_BLOCK_TIME  # frames ignored for this long after an unlock
     mirror: bool = True  # flip frames horizontally, as the seed did
     burst_hold: float = 1.5  # keep analysing fast this long after the last sign of a face
     door_retry: float = 1.0  # after a failed unlock, wait this long before trying again
@@ -50,6 +57,13 @@ class EngineSettings:
         if self.block_time < 0:
             raise ConfigError("block-time must not be negative")
 
+    @classmethod
+    def of(cls, settings: EngineSettings) -> LoopSettings:
+        """The loop settings of `smartlock engine`'s settings (a face keeps the burst going for a window)."""
+        return cls(fps=settings.fps, max_fps=max(settings.max_fps, settings.fps),
+                   block_time=settings.block_time, mirror=settings.mirror,
+                   burst_hold=max(settings.window, 1.0))
+
 
 @dataclass
 class EngineStats:
@@ -62,21 +76,28 @@ class EngineStats:
     unlocks: int = 0
     unlocked: list[Decision] = field(default_factory=list)
 
+    def summary(self) -> str:
+        """One line a test (or a person) can wait on: "seen 12, without face 8, ..., unlocks 1"."""
+        return (f"seen {self.frames_seen}, without face {self.frames_without_face}, "
+                f"stale {self.stale_frames}, analysed {self.frames_analysed}, "
+                f"recognition errors {self.recognition_errors}, door errors {self.door_errors}, "
+                f"unlocks {self.unlocks}")
 
-def recognise_logged(recognise: Recogniser, image: np.ndarray) -> list[Face] | None:
+
+def recognize_logged(recognize: Recognizer, image: np.ndarray) -> list[Face] | None:
     """One recognition with the seed's log lines; None when the recogniser failed or answered nonsense
     (no evidence, so never an unlock)."""
     logger.info("Analysing frame...")
     start = time.perf_counter()
     logger.info("Firing face recognition request...")
     try:
-        faces = parse_faces(recognise(image))
+        faces = parse_faces(recognize(image))
     except Exception as err:
         logger.error("Error occurred while executing face recognition request! %s: %s",
                      type(err).__name__, err)
         return None
     logger.info("Face recognition request took %.3fs", time.perf_counter() - start)
-    logger.info("%s", json.dumps({"faces": [face.to_api() for face in faces]}))
+    logger.info("%s", json.dumps({"faces": [face.model_dump(mode="json") for face in faces]}))
     return faces
 
 
@@ -84,24 +105,24 @@ class Engine:
     def __init__(
         self,
         frames: FrameSource,
-        recognise: Recogniser,
+        recognize: Recognizer,
         door: DoorOpener,
         policy: UnlockPolicy,
         *,
         detector: FaceDetector | None = None,
         unlock_log: UnlockLog | None = None,
         events: EventSink | None = None,
-        settings: EngineSettings | None = None,
+        settings: LoopSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.frames = frames
-        self.recognise = recognise
+        self.recognize = recognize
         self.door = door
         self.policy = policy
         self.detector = detector
         self.unlock_log = unlock_log
         self.events = events or NullSink()
-        self.settings = settings or EngineSettings()
+        self.settings = settings or LoopSettings()
         self.clock = clock
         self.stats = EngineStats()
         self._last_seq = 0
@@ -135,6 +156,7 @@ class Engine:
         self._last_seq = frame.seq
         started = self.clock()
         self.process(frame)
+        logger.debug("Frames: %s", self.stats.summary())  # tests wait on this line, not on the clock
         # a face in view (or just seen) switches to the burst rate at once; analysis time counts toward
         # the interval, so a slow recogniser simply runs back to back
         fast = self.clock() < self._burst_until
@@ -157,7 +179,7 @@ class Engine:
             self.stats.frames_without_face += 1
             return None
         self._burst_until = self.clock() + self.settings.burst_hold
-        faces = self._recognise(image)
+        faces = self._recognize(image)
         if faces is not None:
             logger.info("Analysis took %.3fs", time.perf_counter() - started)
         if faces is None:
@@ -172,8 +194,8 @@ class Engine:
             return None
         return decision if self._unlock(decision, image, faces, frame) else None
 
-    def _recognise(self, image: np.ndarray) -> list[Face] | None:
-        faces = recognise_logged(self.recognise, image)
+    def _recognize(self, image: np.ndarray) -> list[Face] | None:
+        faces = recognize_logged(self.recognize, image)
         if faces is None:
             self.stats.recognition_errors += 1
         return faces
@@ -194,14 +216,7 @@ class Engine:
         self.policy.reset()
         self._blocked_until = self.clock() + self.settings.block_time
         self._burst_until = 0.0
-        saved: dict = {}
-        if self.unlock_log is not None:
-            try:
-                folder = self.unlock_log.save(image, faces, decision, {"captured": frame.captured})
-                logger.info("Unlock frame saved to %s", folder)
-                saved["frame_dir"] = folder.name  # under <log-path>/unlock-frames/
-            except OSError as err:
-                logger.error("Could not save the unlock frame: %s", err)
+        folder = self._save_unlock_frame(image, faces, decision, frame)
         self.events.emit({
             "event": "unlocked",
             "time": current_timestamp(),
@@ -209,9 +224,21 @@ class Engine:
             "confidence": decision.confidence,
             "frames": decision.frames,
             "captured": frame.captured,
-            **saved,
+            **({"frame_dir": folder.name} if folder is not None else {}),  # under <log-path>/unlock-frames/
         })
         return True
+
+    def _save_unlock_frame(self, image: np.ndarray, faces: list[Face], decision: Decision,
+                           frame: Frame) -> Path | None:
+        if self.unlock_log is None:
+            return None
+        try:
+            folder = self.unlock_log.save(image, faces, decision, {"captured": frame.captured})
+        except OSError as err:
+            logger.error("Could not save the unlock frame: %s", err)
+            return None
+        logger.info("Unlock frame saved to %s", folder)
+        return folder
 
     def _report(self, faces: list[Face]) -> None:
         known = self.policy.above_threshold(faces)
@@ -226,7 +253,7 @@ class Engine:
                 "faces": len(faces), "best_label": best.label, "best_confidence": best.confidence,
             })
 
-    def _emit_throttled(self, kind: str, key: str, payload: dict) -> None:
+    def _emit_throttled(self, kind: str, key: str, payload: dict[str, Any]) -> None:
         now = self.clock()
         last = self._last_event.get((kind, key))
         if last is not None and now - last < self.settings.event_interval:

@@ -3,12 +3,14 @@
 Two ways to read a stream, picked per URL by ``open_stream``:
 
 * ``MjpegStream`` for http(s) URLs that answer ``multipart/x-mixed-replace`` (our camera and most IP
-  cameras): parsed here, so each frame's ``X-Timestamp`` part header (capture time at the camera) is kept.
+  cameras), parsed by the camera's own ``smartlock.camera.mjpeg`` so each frame's ``X-Timestamp`` part
+  header (capture time at the camera) is kept.
 * ``OpenCVStream`` for everything else ``cv2.VideoCapture`` opens (RTSP, files, device numbers, other
   HTTP streams), as the seed did. Local video files are paced at their own frame rate.
 
 Recognition is slower than the camera, so a backlog would make the engine react to the past; the reader
-therefore overwrites a single slot and the engine always asks for "something newer than what I saw".
+therefore hands frames over through the camera's one-frame ``FrameSlot`` and the engine always asks for
+"something newer than what I saw" (``next_due_frame`` is the sampling step on top).
 """
 
 from __future__ import annotations
@@ -17,20 +19,19 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from smartlock.engine.vision import cv2_module, decode_jpeg
+from smartlock.camera.imaging import decode_jpeg_bgr, load_cv2
+from smartlock.camera.mjpeg import MultipartParser, boundary_of, parse_timestamp
+from smartlock.camera.slot import FrameSlot
 from smartlock.errors import BadImageError, CameraError
 
 logger = logging.getLogger(__name__)
-
-MAX_PART_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -71,111 +72,6 @@ def next_due_frame(
     return frames.wait_newer(last_seq, timeout=frame_timeout)
 
 
-def parse_timestamp(value: str | None) -> float | None:
-    """X-Timestamp as epoch seconds: accepts a number of seconds or an ISO 8601 date-time."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-class MultipartParser:
-    """Splits a multipart/x-mixed-replace byte stream into (headers, body) parts.
-
-    Uses Content-Length when the part has one, else scans for the next boundary line.
-    """
-
-    def __init__(self, chunks: Iterator[bytes], boundary: str) -> None:
-        self._chunks = chunks
-        self._delimiter = b"--" + boundary.encode("latin-1")
-        self._buffer = bytearray()
-
-    def _fill(self) -> bool:
-        try:
-            chunk = next(self._chunks)
-        except StopIteration:
-            return False
-        self._buffer += chunk
-        if len(self._buffer) > MAX_PART_BYTES + 4096:
-            raise CameraError("MJPEG part larger than 16 MiB: not a camera stream")
-        return True
-
-    def _read_line(self) -> bytes | None:
-        while True:
-            end = self._buffer.find(b"\n")
-            if end >= 0:
-                line = bytes(self._buffer[:end]).rstrip(b"\r")
-                del self._buffer[: end + 1]
-                return line
-            if not self._fill():
-                return None
-
-    def _read_exact(self, size: int) -> bytes | None:
-        while len(self._buffer) < size:
-            if not self._fill():
-                return None
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return data
-
-    def _read_until_boundary(self) -> bytes | None:
-        marker = b"\r\n" + self._delimiter
-        while True:
-            end = self._buffer.find(marker)
-            if end >= 0:
-                data = bytes(self._buffer[:end])
-                del self._buffer[: end + 2]  # leave the boundary line for the next part
-                return data
-            if not self._fill():
-                return None
-
-    def next_part(self) -> tuple[dict[str, str], bytes] | None:
-        while True:  # skip the preamble and the blank line between parts
-            line = self._read_line()
-            if line is None:
-                return None
-            if line.startswith(self._delimiter):
-                if line[len(self._delimiter) :].startswith(b"--"):
-                    return None  # closing boundary
-                break
-        headers: dict[str, str] = {}
-        while True:
-            line = self._read_line()
-            if line is None:
-                return None
-            if not line:
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        length = headers.get("content-length")
-        if length is not None and length.isdigit():
-            if int(length) > MAX_PART_BYTES:
-                raise CameraError("MJPEG part larger than 16 MiB: not a camera stream")
-            body = self._read_exact(int(length))
-            return None if body is None else (headers, body)
-        body = self._read_until_boundary()
-        return None if body is None else (headers, body)
-
-
-def boundary_of(content_type: str) -> str | None:
-    kind, *params = (part.strip() for part in content_type.split(";"))
-    if kind.lower() != "multipart/x-mixed-replace":
-        return None
-    for param in params:
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "boundary":
-            value = value.strip().strip('"')
-            return value[2:] if value.startswith("--") else value
-    return None
-
-
 class NotMultipart(CameraError):
     """The URL answered, but not with an MJPEG stream: let OpenCV try it."""
 
@@ -183,11 +79,17 @@ class NotMultipart(CameraError):
 class MjpegStream:
     """An HTTP MJPEG stream read with httpx; keeps each part's X-Timestamp."""
 
-    def __init__(self, url: str, timeout: float = 5.0, transport: object | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 5.0,
+        transport: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         import httpx
 
         self._closed = False
-        self._client = httpx.Client(timeout=httpx.Timeout(timeout), transport=transport)  # type: ignore[arg-type]
+        self._client = httpx.Client(timeout=httpx.Timeout(timeout), transport=transport, headers=headers)
         try:
             request = self._client.build_request("GET", url)
             self._response = self._client.send(request, stream=True)
@@ -217,7 +119,7 @@ class MjpegStream:
                 return None
             headers, body = part
             try:
-                return decode_jpeg(body), parse_timestamp(headers.get("x-timestamp"))
+                return decode_jpeg_bgr(body), parse_timestamp(headers.get("x-timestamp"))
             except BadImageError:
                 logger.warning("Skipping a stream part that is not an image (%d bytes)", len(body))
 
@@ -232,7 +134,7 @@ class OpenCVStream:
     """Anything cv2.VideoCapture opens; a local file is paced at its own frame rate, like a camera."""
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
-        cv2 = cv2_module()
+        cv2 = load_cv2()
         self._cap = cv2.VideoCapture()
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC,
                   int(timeout * 1000)]
@@ -262,11 +164,12 @@ class OpenCVStream:
         self._cap.release()
 
 
-def open_stream(url: str, timeout: float = 5.0) -> FrameStream:
-    """MJPEG over HTTP when the URL serves it (keeps capture times), else OpenCV."""
+def open_stream(url: str, timeout: float = 5.0, headers: Mapping[str, str] | None = None) -> FrameStream:
+    """MJPEG over HTTP when the URL serves it (keeps capture times), else OpenCV. ``headers`` (e.g. the
+    camera token as ``Authorization: Bearer``) go with the HTTP request; OpenCV cannot send them."""
     if url.startswith(("http://", "https://")):
         try:
-            return MjpegStream(url, timeout=timeout)
+            return MjpegStream(url, timeout=timeout, headers=headers)
         except NotMultipart:
             logger.info("%s is not MJPEG; reading it with OpenCV", url)
     return OpenCVStream(url, timeout=timeout)
@@ -284,12 +187,10 @@ class LatestFrameReader:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
+        self.slot: FrameSlot[Frame] = FrameSlot()
         self._opener = opener
         self._backoff = backoff
         self._clock = clock
-        self._condition = threading.Condition()
-        self._latest: Frame | None = None
-        self._seq = 0
         self._stop = threading.Event()
         self._stream: FrameStream | None = None
         self._thread: threading.Thread | None = None
@@ -307,8 +208,7 @@ class LatestFrameReader:
         if stream is not None:
             with contextlib.suppress(Exception):
                 stream.close()  # unblocks a read that waits on the network
-        with self._condition:
-            self._condition.notify_all()
+        self.slot.close()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -319,19 +219,11 @@ class LatestFrameReader:
         self.stop()
 
     def latest(self) -> Frame | None:
-        with self._condition:
-            return self._latest
+        return self.slot.latest
 
     def wait_newer(self, seq: int, timeout: float) -> Frame | None:
         """The newest frame whose seq is above ``seq``, waiting up to ``timeout`` s; None if none came."""
-        deadline = self._clock() + timeout
-        with self._condition:
-            while self._latest is None or self._latest.seq <= seq:
-                remaining = deadline - self._clock()
-                if remaining <= 0 or self._stop.is_set():
-                    return None
-                self._condition.wait(remaining)
-            return self._latest
+        return self.slot.wait_newer(seq, timeout)
 
     def _run(self) -> None:
         delay = self._backoff[0]
@@ -370,9 +262,9 @@ class LatestFrameReader:
             if item is None:
                 return got_frame
             got_frame = True
-            image, captured = item
-            with self._condition:
-                self._seq += 1
-                self._latest = Frame(image=image, seq=self._seq, received=self._clock(), captured=captured)
-                self._condition.notify_all()
+            self._publish(*item)
         return got_frame
+
+    def _publish(self, image: np.ndarray, captured: float | None) -> None:
+        received = self._clock()
+        self.slot.publish(lambda seq: Frame(image=image, seq=seq, received=received, captured=captured))

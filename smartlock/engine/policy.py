@@ -11,47 +11,20 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from smartlock.errors import ConfigError, ServiceError
-
-
-@dataclass(frozen=True)
-class Face:
-    """One face of the Face Recognition API's answer (its ``top_prediction`` and ``bounding_box``)."""
-
-    label: str
-    confidence: float
-    box: tuple[float, float, float, float] | None  # left, top, right, bottom
-
-    def to_api(self) -> dict:
-        box = None
-        if self.box is not None:
-            box = dict(zip(("left", "top", "right", "bottom"), self.box, strict=True))
-        return {"top_prediction": {"label": self.label, "confidence": self.confidence}, "bounding_box": box}
+from smartlock.engine.settings import DEFAULT_MIN_FRAMES, DEFAULT_THRESHOLD, DEFAULT_WINDOW
+from smartlock.errors import ConfigError
 
 
-def parse_faces(payload: object) -> list[Face]:
-    """Validate the API's ``faces`` list; ServiceError for anything malformed (a bad answer never unlocks)."""
-    if not isinstance(payload, list):
-        raise ServiceError(f"face recognition answer: expected a list of faces, got {type(payload).__name__}")
-    faces = []
-    for item in payload:
-        try:
-            top = item["top_prediction"]
-            label, confidence = top["label"], top["confidence"]
-            if not isinstance(label, str) or isinstance(confidence, bool):
-                raise TypeError("label must be a string")
-            confidence = float(confidence)
-            if not 0.0 <= confidence <= 1.0:  # also refuses NaN
-                raise ValueError(f"confidence {confidence} outside [0, 1]")
-            raw_box = item.get("bounding_box")
-            box = None
-            if raw_box is not None:
-                box = tuple(float(raw_box[key]) for key in ("left", "top", "right", "bottom"))
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise ServiceError(f"face recognition answer: malformed face {item!r}: {err}") from err
-        faces.append(Face(label=label, confidence=confidence, box=box))  # type: ignore[arg-type]
-    return faces
+class ScoredFace(Protocol):
+    """What the rule reads of a face: a recognition ``schemas.Face`` (or anything with the same two)."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def confidence(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -75,7 +48,8 @@ class UnlockPolicy:
     ``observe`` must be called with non-decreasing times. Strictly above the threshold, like the seed.
     """
 
-    def __init__(self, threshold: float = 0.8, min_frames: int = 2, window: float = 1.5) -> None:
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, min_frames: int = DEFAULT_MIN_FRAMES,
+                 window: float = DEFAULT_WINDOW) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"threshold must lie in [0, 1], got {threshold}")
         if min_frames < 1:
@@ -87,7 +61,7 @@ class UnlockPolicy:
         self.window = window
         self._evidence: dict[str, deque[tuple[float, float]]] = {}
 
-    def above_threshold(self, faces: Iterable[Face]) -> dict[str, float]:
+    def above_threshold(self, faces: Iterable[ScoredFace]) -> dict[str, float]:
         """Best confidence per person among the faces that clear the threshold."""
         best: dict[str, float] = {}
         for face in faces:
@@ -95,7 +69,7 @@ class UnlockPolicy:
                 best[face.label] = face.confidence
         return best
 
-    def observe(self, t: float, faces: Sequence[Face]) -> Decision | None:
+    def observe(self, t: float, faces: Sequence[ScoredFace]) -> Decision | None:
         """Add one analysed frame taken at time ``t``; a Decision when someone now has enough evidence."""
         for label, confidence in self.above_threshold(faces).items():
             self._evidence.setdefault(label, deque()).append((t, confidence))

@@ -1,94 +1,63 @@
-"""Where the engine's results go: the unlock-frames log (seed layout), files written atomically, webhooks."""
+"""Where the engine's results go: the unlock-frames log (seed layout, see files.py) and webhooks."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import queue
-import tempfile
 import threading
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from smartlock.engine.policy import Decision, Face
-from smartlock.engine.vision import encode_jpeg
+from smartlock.engine.access import redact_url
+from smartlock.engine.files import marker_name, unlock_frames_dir, write_unlock_frame
+from smartlock.engine.policy import Decision
+from smartlock.engine.vision import encode_jpeg_bgr
+from smartlock.recognition.schemas import Face
 
 logger = logging.getLogger(__name__)
 
 
-def current_timestamp(now: datetime | None = None) -> str:
-    """Local time with its UTC offset, to the second, space-separated: the seed's folder and file names."""
-    now = now or datetime.now()
-    return now.astimezone().replace(microsecond=0).isoformat(" ")
-
-
-def unique_path(path: Path) -> Path:
-    """``path``, or ``stem-2.ext``, ``stem-3.ext``, ... when it exists (several saves in one second)."""
-    if not path.exists():
-        return path
-    for index in range(2, 10_000):
-        candidate = path.with_name(f"{path.stem}-{index}{path.suffix}")
-        if not candidate.exists():
-            return candidate
-    raise FileExistsError(f"too many files named like {path}")
-
-
 class UnlockLog:
     """``<log-path>/unlock-frames/<timestamp>/``: frame.jpeg, faces.json and one empty file
-    ``<label>-<confidence>`` per face above the threshold (the seed's marker). The folder is built
-    under a temporary name and renamed, so a reader never sees it half written."""
+    ``<label>-<confidence>`` per face above the threshold (the seed's marker); layout in engine/files.py."""
 
     def __init__(self, log_path: Path, threshold: float) -> None:
-        self.root = Path(log_path) / "unlock-frames"
+        self.log_path = Path(log_path)
         self.threshold = threshold
 
+    @property
+    def root(self) -> Path:
+        return unlock_frames_dir(self.log_path)
+
     def save(self, image_bgr: np.ndarray, faces: Sequence[Face], decision: Decision,
-             extra: dict | None = None) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
-        target = unique_path(self.root / current_timestamp())
-        staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-"))
-        try:
-            (staging / "frame.jpeg").write_bytes(encode_jpeg(image_bgr))
-            document = {
-                "faces": [face.to_api() for face in faces],
-                "decision": {
-                    "label": decision.label,
-                    "confidence": decision.confidence,
-                    "frames": decision.frames,
-                    "confidences": list(decision.confidences),
-                },
-                "threshold": self.threshold,
-                **(extra or {}),
-            }
-            (staging / "faces.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
-            for face in faces:
-                if face.confidence > self.threshold:
-                    (staging / f"{face.label}-{face.confidence}").touch()
-            os.replace(staging, target)
-        except BaseException:
-            for leftover in staging.glob("*"):
-                with contextlib.suppress(OSError):
-                    leftover.unlink()
-            with contextlib.suppress(OSError):
-                staging.rmdir()
-            raise
-        return target
+             extra: dict[str, Any] | None = None) -> Path:
+        document = {
+            "faces": [face.model_dump(mode="json") for face in faces],
+            "decision": {
+                "label": decision.label,
+                "confidence": decision.confidence,
+                "frames": decision.frames,
+                "confidences": list(decision.confidences),
+            },
+            "threshold": self.threshold,
+            **(extra or {}),
+        }
+        markers = [marker_name(face) for face in faces if face.confidence > self.threshold]
+        return write_unlock_frame(self.log_path, encode_jpeg_bgr(image_bgr), document, markers)
 
 
 class EventSink(Protocol):
-    def emit(self, event: dict) -> None: ...
+    def emit(self, event: dict[str, Any]) -> None: ...
 
     def close(self) -> None: ...
 
 
 class NullSink:
-    def emit(self, event: dict) -> None:
+    def emit(self, event: dict[str, Any]) -> None:
         pass
 
     def close(self) -> None:
@@ -100,19 +69,21 @@ class WebhookSink:
     only loses its own events (the queue is bounded; when full, new events are dropped and counted)."""
 
     def __init__(self, url: str, timeout: float = 2.0, max_queue: int = 100,
-                 transport: object | None = None) -> None:
+                 transport: object | None = None, token: str | None = None) -> None:
         import httpx
 
         self.url = url
-        self._client = httpx.Client(timeout=timeout, transport=transport)  # type: ignore[arg-type]
-        self._queue: queue.Queue[dict | None] = queue.Queue(maxsize=max_queue)
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._client = httpx.Client(timeout=timeout, transport=transport,  # type: ignore[arg-type]
+                                    headers=headers)
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=max_queue)
         self.sent = 0
         self.failed = 0
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
         self._thread.start()
 
-    def emit(self, event: dict) -> None:
+    def emit(self, event: dict[str, Any]) -> None:
         try:
             self._queue.put_nowait(event)
         except queue.Full:
@@ -140,4 +111,5 @@ class WebhookSink:
                 self.sent += 1
             except httpx.HTTPError as err:
                 self.failed += 1
-                logger.warning("Webhook %s failed for a %r event: %s", self.url, event.get("event"), err)
+                logger.warning("Webhook %s failed for a %r event: %s", redact_url(self.url),
+                               event.get("event"), redact_url(str(err)))

@@ -1,36 +1,36 @@
-"""The engine's few OpenCV operations (Haar pre-filter, resize, JPEG), with cv2 imported only when used."""
+"""The engine's few OpenCV operations (Haar pre-filter, resize; BGR JPEG from the camera's cv2 seam)."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from smartlock.errors import BadImageError, ConfigError, DependencyMissing
+from smartlock.camera.imaging import decode_jpeg_bgr, encode_jpeg_bgr, load_cv2
+from smartlock.errors import ConfigError
 
 # The seed resizes every frame to 640x360 before recognition; we fit inside that box instead, so a
 # 4:3 camera is not squashed (a 16:9 one gets exactly the seed's 640x360).
 ANALYSIS_SIZE = (640, 360)
 HAAR_DEFAULT_NAME = "haarcascade_frontalface_default.xml"
 
-
-def cv2_module() -> Any:
-    """The cv2 module, or DependencyMissing naming the headless wheel (5.x lacks Haar cascades)."""
-    try:
-        import cv2
-    except ImportError as err:
-        raise DependencyMissing(
-            "opencv-python-headless", "Reading the camera stream",
-            'pip install "opencv-python-headless>=4.9,<5"',
-        ) from err
-    return cv2
+__all__ = [
+    "ANALYSIS_SIZE",
+    "HaarFaceDetector",
+    "bgr_to_rgb",
+    "decode_jpeg_bgr",
+    "default_haar_path",
+    "encode_jpeg_bgr",
+    "fit_within",
+    "load_cv2",
+    "prepare",
+]
 
 
 def default_haar_path() -> Path:
     """The frontal-face cascade that opencv-python-headless 4.x ships."""
-    return Path(cv2_module().data.haarcascades) / HAAR_DEFAULT_NAME
+    return Path(load_cv2().data.haarcascades) / HAAR_DEFAULT_NAME
 
 
 def fit_within(image: np.ndarray, size: tuple[int, int] = ANALYSIS_SIZE) -> np.ndarray:
@@ -40,7 +40,8 @@ def fit_within(image: np.ndarray, size: tuple[int, int] = ANALYSIS_SIZE) -> np.n
     if scale >= 1.0:
         return image
     new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2_module().resize(image, new_size, interpolation=cv2_module().INTER_AREA)
+    cv2 = load_cv2()
+    return np.asarray(cv2.resize(image, new_size, interpolation=cv2.INTER_AREA))
 
 
 def prepare(image: np.ndarray, mirror: bool, size: tuple[int, int] = ANALYSIS_SIZE) -> np.ndarray:
@@ -48,22 +49,6 @@ def prepare(image: np.ndarray, mirror: bool, size: tuple[int, int] = ANALYSIS_SI
     if mirror:
         image = image[:, ::-1]
     return np.ascontiguousarray(fit_within(image, size))
-
-
-def encode_jpeg(image_bgr: np.ndarray, quality: int = 90) -> bytes:
-    ok, buffer = cv2_module().imencode(".jpg", image_bgr, [cv2_module().IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise BadImageError("OpenCV could not encode the frame as JPEG")
-    return buffer.tobytes()
-
-
-def decode_jpeg(data: bytes) -> np.ndarray:
-    """BGR uint8 image from JPEG (or any format OpenCV reads); BadImageError if it is not one."""
-    cv2 = cv2_module()
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
-    if image is None:
-        raise BadImageError("the camera sent a frame that is not a decodable image")
-    return image
 
 
 def bgr_to_rgb(image: np.ndarray) -> np.ndarray:
@@ -75,7 +60,7 @@ class HaarFaceDetector:
 
     def __init__(self, path: Path | str | None = None, scale_factor: float = 1.3,
                  min_neighbors: int = 5) -> None:
-        cv2 = cv2_module()
+        cv2 = load_cv2()
         self.path = Path(path) if path else default_haar_path()
         if not self.path.is_file():
             raise ConfigError(f"Haar cascade file not found: {self.path}")
@@ -87,7 +72,7 @@ class HaarFaceDetector:
         self._lock = threading.Lock()  # one CascadeClassifier is not safe to share between threads
 
     def __call__(self, image_bgr: np.ndarray) -> bool:
-        cv2 = cv2_module()
+        cv2 = load_cv2()
         gray = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
         with self._lock:
             faces = self._classifier.detectMultiScale(

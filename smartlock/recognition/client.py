@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import TypeAdapter, ValidationError
 
 from smartlock.errors import ServiceError, ServiceRefused
+from smartlock.recognition.schemas import (
+    API_KEY_HEADER,
+    Enrollment,
+    Face,
+    Health,
+    People,
+    Person,
+    parse_faces,
+)
 
-API_KEY_HEADER = "X-API-Key"
 ENDPOINT = "/face-recognition"
+T = TypeVar("T")
 
 
 def base_url_of(url: str) -> str:
@@ -56,35 +65,30 @@ class RecognitionClient:
 
     # -- recognition -------------------------------------------------------------------------------
 
-    def recognize_jpeg(self, jpeg: bytes, include_predictions: bool = False) -> list[dict]:
-        """The ``faces`` list for one encoded image (JPEG, or any format the service decodes)."""
+    def recognize_jpeg(self, jpeg: bytes, include_predictions: bool = False) -> list[Face]:
+        """The faces in one encoded image (JPEG, or any format the service decodes); ServiceError for a
+        malformed answer (a bad answer must never be read as a match)."""
         data = {"include_predictions": "true"} if include_predictions else None
         payload = self._call(
             "POST", self.url, files={"image": ("frame.jpg", jpeg, "image/jpeg")}, data=data
         )
-        faces = payload.get("faces") if isinstance(payload, dict) else None
-        if not isinstance(faces, list):
+        if not isinstance(payload, dict) or "faces" not in payload:
             raise ServiceError(f"{self.url}: answer has no 'faces' list: {_short(payload)}")
-        for face in faces:
-            _check_face(face, self.url)
-        return faces
+        return parse_faces(payload["faces"])
 
     # -- gallery -----------------------------------------------------------------------------------
 
-    def people(self) -> list[dict]:
-        """``[{"name", "image_count", "images": [{"image_id", "source"}]}]``, sorted by name."""
-        payload = self._call("GET", f"{self.base_url}/people")
-        people = payload.get("people") if isinstance(payload, dict) else None
-        if not isinstance(people, list):
-            raise ServiceError(f"{self.base_url}/people: answer has no 'people' list: {_short(payload)}")
-        return people
+    def people(self) -> list[Person]:
+        """Everyone enrolled, sorted by name, with their photos (``.name``, ``.image_count``, ``.images``)."""
+        url = f"{self.base_url}/people"
+        return _parsed(People, self._call("GET", url), url).people
 
     def enroll(
         self, name: str, files: Sequence[tuple[str, bytes] | str | Path], multiple_faces: str = "refuse"
-    ) -> dict:
+    ) -> Enrollment:
         """Upload photos of ``name`` (pairs of file name and bytes, or paths); a photo with several faces
-        is refused, or with ``multiple_faces="largest"`` its largest face is enrolled. Returns
-        ``{"name", "enrolled", "refused", "outcomes": [{"filename", "enrolled", "image_id", "reason"}]}``."""
+        is refused, or with ``multiple_faces="largest"`` its largest face is enrolled. Returns the
+        Enrollment (``.enrolled``, ``.refused``, one ``.outcomes`` entry per photo)."""
         uploads = []
         for item in files:
             if isinstance(item, str | Path):
@@ -98,12 +102,9 @@ class RecognitionClient:
                 uploads.append(("images", (filename, data)))
         if not uploads:
             raise ServiceError("enroll: no photos given")
-        payload = self._call(
-            "POST", f"{self._person_url(name)}/images", files=uploads, data={"multiple_faces": multiple_faces}
-        )
-        if not isinstance(payload, dict) or not isinstance(payload.get("outcomes"), list):
-            raise ServiceError(f"enroll {name!r}: answer has no 'outcomes' list: {_short(payload)}")
-        return payload
+        url = f"{self._person_url(name)}/images"
+        payload = self._call("POST", url, files=uploads, data={"multiple_faces": multiple_faces})
+        return _parsed(Enrollment, payload, url)
 
     def remove_person(self, name: str) -> None:
         """ServiceRefused with status_code 404 when ``name`` is not enrolled."""
@@ -122,11 +123,13 @@ class RecognitionClient:
 
     # -- service -----------------------------------------------------------------------------------
 
-    def health(self) -> dict:
-        """``{"status", "version", "backend", "people", "images", "model_hashes"}``."""
-        return self._dict("GET", f"{self.base_url}/health")
+    def health(self) -> Health:
+        """The service's /health: status, version, backend, people, images, model_hashes."""
+        url = f"{self.base_url}/health"
+        return _parsed(Health, self._call("GET", url), url)
 
-    def calibration(self) -> dict:
+    def calibration(self) -> dict[str, Any]:
+        """The calibration report (see smartlock.recognition.calibration for what to compute from it)."""
         return self._dict("GET", f"{self.base_url}/calibration")
 
     # -- plumbing ----------------------------------------------------------------------------------
@@ -134,7 +137,7 @@ class RecognitionClient:
     def _person_url(self, name: str) -> str:
         return f"{self.base_url}/people/{_segment(name)}"
 
-    def _dict(self, method: str, url: str) -> dict:
+    def _dict(self, method: str, url: str) -> dict[str, Any]:
         payload = self._call(method, url)
         if not isinstance(payload, dict):
             raise ServiceError(f"{url}: expected a JSON object, got {_short(payload)}")
@@ -175,24 +178,14 @@ def _segment(text: str) -> str:
     return quote(text, safe="").replace(".", "%2E")
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_face(face: Any, url: str) -> None:
-    """The contract's shape, or ServiceError: a malformed answer must never be read as a match."""
-    top = face.get("top_prediction") if isinstance(face, dict) else None
-    box = face.get("bounding_box") if isinstance(face, dict) else None
-    ok = (
-        isinstance(top, dict)
-        and isinstance(top.get("label"), str)
-        and _number(top.get("confidence"))
-        and 0.0 <= top["confidence"] <= 1.0
-        and isinstance(box, dict)
-        and all(_number(box.get(side)) for side in ("left", "top", "right", "bottom"))
-    )
-    if not ok:
-        raise ServiceError(f"{url}: malformed face in answer: {_short(face)}")
+def _parsed(shape: type[T], payload: Any, url: str) -> T:
+    """``payload`` as the API's ``shape``; ServiceError naming the first problem when it is not one."""
+    try:
+        return TypeAdapter(shape).validate_python(payload)
+    except ValidationError as err:
+        error = err.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "answer"
+        raise ServiceError(f"{url}: malformed answer: {where}: {error['msg']}") from err
 
 
 def _short(value: Any) -> str:

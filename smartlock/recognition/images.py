@@ -25,7 +25,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
         # Pillow's own bomb check (a warning over Image.MAX_IMAGE_PIXELS, 89 M, an error over twice that)
         # only fires for sizes the default limit below refuses anyway. It is not silenced with
         # warnings.catch_warnings(): that swaps process-wide state and is not thread-safe.
-        image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data))
         width, height = image.size
         if width <= 0 or height <= 0:
             raise BadImageError(f"image has no pixels ({width}x{height})")
@@ -86,7 +86,7 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         raise BadImageError(f"{path}: {err}") from None
 
 
-def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+def encode_jpeg_rgb(rgb: np.ndarray, quality: int = 90) -> bytes:
     """Encode an (H, W, 3) RGB uint8 array (or (H, W) gray) as JPEG bytes."""
     array = np.asarray(rgb)
     if array.dtype != np.uint8:

@@ -1,18 +1,20 @@
-"""ASGI guards of the recognition API: the upload size limit and the API key, checked before parsing."""
+"""The recognition API's own guards: the API key, checked before the body is parsed, and the per-image
+upload limit's refusal (the body limit itself is the service kit's BodyLimitMiddleware)."""
 
 from __future__ import annotations
 
 import hmac
-from typing import Any
 
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.types import Message as AsgiMessage
 
 from smartlock.docs_ui import is_docs_path
+from smartlock.recognition.schemas import API_KEY_HEADER
+from smartlock.service.limits import content_length, drain
+from smartlock.service.responses import json_message
 
-API_KEY_HEADER = "X-API-Key"
+__all__ = ["API_KEY_HEADER", "ApiKeyMiddleware", "UploadTooLarge", "is_open_path", "too_large_message"]
+
 # Readable without the API key: liveness, the schema, and the documentation pages with their assets.
 OPEN_PATHS = frozenset({"/health", "/openapi.json"})
 
@@ -21,60 +23,17 @@ def is_open_path(path: str) -> bool:
     return path in OPEN_PATHS or is_docs_path(path)
 
 
+def too_large_message(limit: int, request_limit: int | None = None) -> str:
+    """The 413 wording: one image's limit, and the whole request's when the body limit refused it."""
+    message = f"upload too large: images are limited to {limit:,} bytes"
+    if request_limit is not None:
+        message += f" (and all the files of one request together to {request_limit:,})"
+    return message
+
+
 class UploadTooLarge(HTTPException):
     def __init__(self, limit: int, request_limit: int | None = None) -> None:
-        detail = f"upload too large: images are limited to {limit:,} bytes"
-        if request_limit is not None:
-            detail += f" (and all the files of one request together to {request_limit:,})"
-        super().__init__(status_code=413, detail=detail)
-
-
-class BodyLimitMiddleware:
-    """413 when Content-Length says the body is over ``limit``, and while reading a body without one
-    (chunked) as soon as the bytes received pass it, before any of it is parsed. ``image_limit`` (one
-    file's limit, which the routes enforce) is only quoted in the message."""
-
-    def __init__(self, app: ASGIApp, limit: int, image_limit: int) -> None:
-        self.app = app
-        self.limit = limit
-        self.image_limit = image_limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = _content_length(scope)
-        if declared is not None and declared > self.limit:
-            await _drain(receive, declared)
-            await json_message(413, self._too_large().detail)(scope, receive, send)
-            return
-        received = 0
-        started = False
-
-        async def limited_receive() -> AsgiMessage:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise self._too_large()
-            return message
-
-        async def tracking_send(message: AsgiMessage) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except UploadTooLarge as err:
-            # Normally the app's HTTPException handler answers; this covers a read outside a route.
-            if started:
-                raise
-            await json_message(413, err.detail)(scope, receive, send)
-
-    def _too_large(self) -> UploadTooLarge:
-        return UploadTooLarge(self.image_limit, self.limit)
+        super().__init__(status_code=413, detail=too_large_message(limit, request_limit))
 
 
 class ApiKeyMiddleware:
@@ -89,7 +48,7 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or is_open_path(scope["path"]) or _key_ok(scope, self.expected):
             await self.app(scope, receive, send)
             return
-        await _drain(receive, _content_length(scope) or 0)
+        await drain(receive, content_length(scope) or 0)
         await json_message(401, f"missing or wrong {API_KEY_HEADER} header")(scope, receive, send)
 
 
@@ -97,33 +56,3 @@ def _key_ok(scope: Scope, expected: bytes) -> bool:
     name = API_KEY_HEADER.lower().encode()
     given = next((value for key, value in scope.get("headers", ()) if key == name), None)
     return given is not None and hmac.compare_digest(given, expected)
-
-
-def _content_length(scope: Scope) -> int | None:
-    for key, value in scope.get("headers", ()):
-        if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
-async def _drain(receive: Receive, declared: int, most: int = 64 * 2**20) -> None:
-    """Read and drop a refused body (up to ``most`` bytes): closing the socket with unread data would
-    reset the connection, and the client would see a broken pipe instead of the 413."""
-    seen = 0
-    while seen < min(declared, most):
-        message = await receive()
-        if message["type"] != "http.request":
-            return
-        seen += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            return
-
-
-def json_message(status: int, message: str, detail: list[dict[str, Any]] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"message": message}
-    if detail is not None:
-        body["detail"] = detail
-    return JSONResponse(body, status_code=status)

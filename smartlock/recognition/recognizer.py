@@ -1,4 +1,4 @@
-"""A backend plus an enrolled gallery: what the API, the engine and `classify` call to recognise faces."""
+"""A backend plus an enrolled gallery: what the API, the engine and `classify` call to recognize faces."""
 
 from __future__ import annotations
 
@@ -8,79 +8,98 @@ import logging
 import threading
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from smartlock.errors import BadImageError, GalleryError, ModelError, ModelMismatch, NotEnrolled
 from smartlock.recognition import store
 from smartlock.recognition.backends.base import Backend, DetectedFace, get_backend
+from smartlock.recognition.calibration import calibration_report
 from smartlock.recognition.gallery import DEFAULT_PRIOR_ODDS, Gallery, ImageRecord
-from smartlock.recognition.images import decode_image, encode_jpeg
+from smartlock.recognition.images import decode_image, encode_jpeg_rgb
+from smartlock.recognition.schemas import BoundingBox, EnrolledImage, EnrollOutcome, Face, Prediction
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 100
 CROP_SIZE = 160
-CONFIDENCE_LEVELS = (0.5, 0.8, 0.9)
 
 
 @dataclass(frozen=True)
-class Prediction:
+class Match:
+    """One enrolled person's match with a face: the API's Prediction plus the raw score behind it."""
+
     label: str
     confidence: float  # calibrated probability, in [0, 1], that the face is this person
     score: float  # the raw similarity it was calibrated from
+
+    def to_prediction(self) -> Prediction:
+        return Prediction(label=self.label, confidence=round(self.confidence, 4))
 
 
 @dataclass(frozen=True)
 class RecognizedFace:
     box: tuple[float, float, float, float]  # left, top, right, bottom, in the input image's pixels
     detection_score: float
-    predictions: tuple[Prediction, ...]  # every enrolled person, best first; empty when nobody is enrolled
+    predictions: tuple[Match, ...]  # every enrolled person, best first; empty when nobody is enrolled
 
     @property
-    def top(self) -> Prediction | None:
+    def top(self) -> Match | None:
         return self.predictions[0] if self.predictions else None
 
-    def to_api(self, include_predictions: bool = False) -> dict:
-        """The Face Recognition API's JSON for this face (ARCHITECTURE.md, "Contracts")."""
+    def to_face(self, include_predictions: bool = False) -> Face:
+        """This face in the Face Recognition API's contract (confidences to 4 places, box to 0.1 px)."""
         top = self.top
         left, top_y, right, bottom = (round(float(v), 1) for v in self.box)
-        return {
-            "top_prediction": {
-                "label": top.label if top else "unknown",
-                "confidence": round(top.confidence, 4) if top else 0.0,
-            },
-            "bounding_box": {"left": left, "top": top_y, "right": right, "bottom": bottom},
-            "all_predictions": (
-                [{"label": p.label, "confidence": round(p.confidence, 4)} for p in self.predictions]
-                if include_predictions
-                else None
-            ),
-        }
+        return Face(
+            top_prediction=top.to_prediction() if top else Prediction(label="unknown", confidence=0.0),
+            bounding_box=BoundingBox(left=left, top=top_y, right=right, bottom=bottom),
+            all_predictions=[p.to_prediction() for p in self.predictions] if include_predictions else None,
+        )
+
+    def to_api(self, include_predictions: bool = False) -> dict[str, Any]:
+        """The contract's JSON (for callers not yet reading ``to_face``)."""
+        return self.to_face(include_predictions).model_dump()
 
 
-@dataclass(frozen=True)
-class EnrollOutcome:
-    filename: str  # as given by the caller (upload name or path)
-    enrolled: bool
-    image_id: str | None = None  # set when enrolled: stable id used by remove_image
-    reason: str | None = None  # why refused ("no face", "several faces (3)", ...) or a warning
-
-
-@dataclass(frozen=True)
-class EnrolledImage:
-    image_id: str
-    source: str  # original file name
+def _refused(filename: str, reason: str) -> EnrollOutcome:
+    return EnrollOutcome(filename=filename, enrolled=False, image_id=None, reason=reason)
 
 
 @dataclass(frozen=True)
 class _Embedded:
+    """One photo after embedding: its outcome, and for a usable photo its id, embedding and crop."""
+
     outcome: EnrollOutcome
-    embedding: np.ndarray | None = None
+    image_id: str = ""
+    embedding: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     crop: bytes | None = None
+
+
+def _admit(
+    gallery: Gallery, embedded: Mapping[str, list[_Embedded]]
+) -> tuple[dict[str, list[EnrollOutcome]], list[tuple[str, _Embedded]]]:
+    """Each photo's final outcome, and the (name, photo) pairs to add: a photo already in the gallery
+    (or earlier in this batch) is refused, naming whose it is."""
+    owners = {record.image_id: record.person for record in gallery.records}
+    outcomes: dict[str, list[EnrollOutcome]] = {}
+    added: list[tuple[str, _Embedded]] = []
+    for name, items in embedded.items():
+        outcomes[name] = []
+        for item in items:
+            outcome = item.outcome
+            if outcome.enrolled and item.image_id in owners:
+                owner = owners[item.image_id]
+                reason = "already enrolled" if owner == name else f"already enrolled as {owner!r}"
+                outcome = _refused(outcome.filename, f"{reason} (image {item.image_id})")
+            elif outcome.enrolled:
+                owners[item.image_id] = name
+                added.append((name, item))
+            outcomes[name].append(outcome)
+    return outcomes, added
 
 
 def validate_name(name: str) -> str:
@@ -101,7 +120,7 @@ def validate_name(name: str) -> str:
 
 
 class Recognizer:
-    """Thread-safe: recognise() may run in many threads while enroll()/remove_*() change the gallery;
+    """Thread-safe: recognize() may run in many threads while enroll()/remove_*() change the gallery;
     readers always see a whole gallery (the old or the new one), and every change is persisted to
     ``model_dir`` atomically before the call returns, with the calibration refreshed."""
 
@@ -132,7 +151,7 @@ class Recognizer:
     @classmethod
     def open_or_create(cls, model_dir: Path, backend: Backend | None = None) -> Recognizer:
         """Load ``model_dir`` if it holds a gallery, else create an empty one there."""
-        if (Path(model_dir) / store.METADATA_FILE).exists():
+        if store.has_gallery(model_dir):
             return cls.load(model_dir, backend)
         return cls.create(model_dir, backend or get_backend())
 
@@ -172,15 +191,15 @@ class Recognizer:
         names, scores, confidences = gallery.match(probes, self._backend.similarity)
         results = []
         for index, face in enumerate(faces):
-            order = np.argsort(-confidences[index], kind="stable") if names else []
+            order = np.argsort(-confidences[index], kind="stable") if names else np.zeros(0, np.intp)
             predictions = tuple(
-                Prediction(names[k], float(confidences[index, k]), float(scores[index, k])) for k in order
+                Match(names[k], float(confidences[index, k]), float(scores[index, k])) for k in order
             )
             results.append(RecognizedFace(box=face.box, detection_score=face.score, predictions=predictions))
         return results
 
     def recognize_bytes(self, data: bytes) -> list[RecognizedFace]:
-        """Decode (EXIF, gray/RGBA/16-bit, size limits) and recognise; BadImageError if unusable."""
+        """Decode (EXIF, gray/RGBA/16-bit, size limits) and recognize; BadImageError if unusable."""
         return self.recognize(decode_image(data))
 
     # -- the gallery -------------------------------------------------------------------------------
@@ -189,7 +208,8 @@ class Recognizer:
         """Enrolled people, sorted by name, with their images."""
         result: dict[str, list[EnrolledImage]] = {}
         for record in self._gallery.records:
-            result.setdefault(record.person, []).append(EnrolledImage(record.image_id, record.source))
+            image = EnrolledImage(image_id=record.image_id, source=record.source)
+            result.setdefault(record.person, []).append(image)
         return dict(sorted(result.items()))
 
     def enroll(
@@ -223,27 +243,11 @@ class Recognizer:
                 if progress is not None:
                     progress(name, filename)
         with self._write_lock:
-            gallery = self._gallery
-            owners = {record.image_id: record.person for record in gallery.records}
-            records, vectors, crops = [], [], []
-            outcomes: dict[str, list[EnrollOutcome]] = {}
-            for name, items in embedded.items():
-                outcomes[name] = []
-                for item in items:
-                    outcome = item.outcome
-                    if outcome.enrolled and outcome.image_id in owners:
-                        owner = owners[outcome.image_id]
-                        reason = ("already enrolled" if owner == name else f"already enrolled as {owner!r}")
-                        outcome = EnrollOutcome(outcome.filename, False, None,
-                                                f"{reason} (image {outcome.image_id})")
-                    elif outcome.enrolled:
-                        owners[outcome.image_id] = name
-                        records.append(ImageRecord(outcome.image_id, name, outcome.filename))
-                        vectors.append(item.embedding)
-                        crops.append((outcome.image_id, item.crop))
-                    outcomes[name].append(outcome)
-            if records:
-                new = gallery.with_images(records, np.stack(vectors))
+            outcomes, added = _admit(self._gallery, embedded)
+            if added:
+                records = [ImageRecord(item.image_id, name, item.outcome.filename) for name, item in added]
+                new = self._gallery.with_images(records, np.stack([item.embedding for _, item in added]))
+                crops = [(item.image_id, item.crop) for _, item in added]
                 self._commit(new.recalibrated(self._backend.similarity), crops=crops)
         return outcomes
 
@@ -252,23 +256,23 @@ class Recognizer:
             try:
                 data = data.read_bytes()
             except OSError as err:
-                return _Embedded(EnrollOutcome(filename, False, None, f"cannot read: {err.strerror or err}"))
+                return _Embedded(_refused(filename, f"cannot read: {err.strerror or err}"))
         try:
             image = decode_image(data)
         except BadImageError as err:
-            return _Embedded(EnrollOutcome(filename, False, None, str(err)))
+            return _Embedded(_refused(filename, str(err)))
         faces = self._backend.detect_and_embed(image)
         if not faces:
-            return _Embedded(EnrollOutcome(filename, False, None, "no face"))
+            return _Embedded(_refused(filename, "no face"))
         reason = None
         if len(faces) > 1:
             if multiple_faces == "refuse":
-                return _Embedded(EnrollOutcome(filename, False, None, f"several faces ({len(faces)})"))
+                return _Embedded(_refused(filename, f"several faces ({len(faces)})"))
             reason = f"several faces ({len(faces)}): used the largest"
         face = max(faces, key=lambda f: f.area)
         image_id = hashlib.sha256(data).hexdigest()[:16]
-        crop = _face_crop(image, face.box)
-        return _Embedded(EnrollOutcome(filename, True, image_id, reason), face.embedding, crop)
+        outcome = EnrollOutcome(filename=filename, enrolled=True, image_id=image_id, reason=reason)
+        return _Embedded(outcome, image_id, face.embedding, _face_crop(image, face.box))
 
     def remove_person(self, name: str) -> None:
         """GalleryError for a name that could never be enrolled ('/', '..', ...); NotEnrolled if unknown."""
@@ -326,36 +330,9 @@ class Recognizer:
 
     # -- calibration -------------------------------------------------------------------------------
 
-    def calibration(self) -> dict:
-        """For the dashboard and /health: the fitted line, the score a lone match needs for each
-        confidence level with the current gallery size, genuine and impostor scores, leave-one-out
-        accuracy and the estimated stranger false-accept rates."""
-        gallery = self._gallery
-        cal = gallery.calibration
-        people = len(gallery.people())
-        stats = cal.stats
-        return {
-            "backend": gallery.backend,
-            "people": people,
-            "images": len(gallery.records),
-            "method": cal.method,
-            "slope": cal.slope,
-            "intercept": cal.intercept,
-            "prior_odds": cal.prior_odds,
-            "parameters": {"slope": cal.slope, "center": -cal.intercept / cal.slope,
-                           "prior_odds": cal.prior_odds},
-            "threshold_scores": {str(c): round(cal.threshold_score(c, people), 4) for c in CONFIDENCE_LEVELS}
-            if people
-            else {},
-            "genuine_scores": list(cal.genuine_scores),
-            "impostor_scores": list(cal.impostor_scores),
-            "loo_accuracy": stats.get("loo_accuracy"),
-            "genuine_accept_at": stats.get("genuine_accept_at", {}),
-            "false_accept_at": stats.get("false_accept_at", {}),
-            "n_genuine": stats.get("n_genuine", 0),
-            "n_impostor": stats.get("n_impostor", 0),
-            "stranger_trials": stats.get("stranger_trials", 0),
-        }
+    def calibration(self) -> dict[str, Any]:
+        """For the dashboard and /calibration: see ``calibration.calibration_report``."""
+        return calibration_report(self._gallery)
 
 
 def _check_compatible(backend: Backend, gallery: Gallery, model_dir: Path | None) -> None:
@@ -397,4 +374,4 @@ def _face_crop(image: np.ndarray, box: tuple[float, float, float, float]) -> byt
     if scale < 1:
         crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
                           interpolation=cv2.INTER_AREA)
-    return encode_jpeg(np.ascontiguousarray(crop), quality=85)
+    return encode_jpeg_rgb(np.ascontiguousarray(crop), quality=85)

@@ -1,11 +1,17 @@
-"""Response models of the Face Recognition API: the documentation in /openapi.json and what the fuzzer
-checks answers against."""
+"""The Face Recognition API's shapes, one pydantic model each: the server answers with them, the client
+parses into them, and the engine and the dashboard read them (the documentation in /openapi.json and
+what the fuzzer checks answers against)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from smartlock.errors import ServiceError
+from smartlock.service.health import Health as ServiceHealth
+
+API_KEY_HEADER = "X-API-Key"  # the header carrying the key when the service has --api-key-file
 
 
 class Message(BaseModel):
@@ -17,22 +23,51 @@ class Message(BaseModel):
 
 class Prediction(BaseModel):
     label: str = Field(description="An enrolled person's name ('unknown' when nobody is enrolled).")
-    confidence: float = Field(ge=0.0, le=1.0, description="Calibrated probability that the face is them.")
+    confidence: float = Field(
+        ge=0.0, le=1.0, strict=True, description="Calibrated probability that the face is them."
+    )
 
 
 class BoundingBox(BaseModel):
-    left: float
-    top: float
-    right: float
-    bottom: float
+    left: float = Field(allow_inf_nan=False)
+    top: float = Field(allow_inf_nan=False)
+    right: float = Field(allow_inf_nan=False)
+    bottom: float = Field(allow_inf_nan=False)
 
 
 class Face(BaseModel):
     top_prediction: Prediction
     bounding_box: BoundingBox = Field(description="In the posted image's pixels.")
     all_predictions: list[Prediction] | None = Field(
-        description="Every enrolled person, best first, when include_predictions is true; else null."
+        default=None,
+        description="Every enrolled person, best first, when include_predictions is true; else null.",
     )
+
+    @property
+    def label(self) -> str:
+        return self.top_prediction.label
+
+    @property
+    def confidence(self) -> float:
+        return self.top_prediction.confidence
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """(left, top, right, bottom) in the posted image's pixels."""
+        b = self.bounding_box
+        return (b.left, b.top, b.right, b.bottom)
+
+
+_FACES = TypeAdapter(list[Face])
+
+
+def parse_faces(payload: object) -> list[Face]:
+    """The ``faces`` list of an API answer; ServiceError for anything malformed (a bad answer never
+    unlocks: a confidence outside [0, 1], NaN, a missing label or box are all refused)."""
+    try:
+        return _FACES.validate_python(payload)
+    except ValidationError as err:
+        raise ServiceError(f"face recognition answer: malformed faces: {err.errors()[0]['msg']}") from err
 
 
 class Recognition(BaseModel):
@@ -70,9 +105,10 @@ class Enrollment(BaseModel):
     outcomes: list[EnrollOutcome] = Field(description="One per uploaded photo, in upload order.")
 
 
-class Health(BaseModel):
-    status: Literal["ok"]
-    version: str
+class Health(ServiceHealth):
+    """The shared /health answer with the recognizer's facts (no key needed: nothing secret here)."""
+
+    part: str = "recognition"
     backend: str
     people: int
     images: int

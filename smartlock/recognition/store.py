@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smartlock.errors import ModelCorrupt, ModelError
+from smartlock.errors import ConfigError, ModelCorrupt, ModelError
 from smartlock.fileio import atomic_write, fsync_dir
 from smartlock.recognition.gallery import Calibration, Gallery, ImageRecord
 
@@ -33,7 +33,7 @@ CALIBRATION_PLOT = "calibration.png"
 CROPS_DIR = "faces"
 FORMAT = "smartlock-gallery"
 VERSION = 1
-_IMAGE_ID = re.compile(r"^[0-9a-f]{8,64}$")
+_IMAGE_ID = re.compile(r"[0-9a-f]{8,64}")
 
 
 def _sha256(data: bytes) -> str:
@@ -177,6 +177,35 @@ def _read_committed(model_dir: Path) -> tuple[dict, bytes | None]:
 
 
 def crop_path(model_dir: Path, image_id: str) -> Path:
-    if not _IMAGE_ID.match(image_id):
+    """Where the face crop of enrolled image ``image_id`` is kept; ValueError for a malformed id."""
+    if not _IMAGE_ID.fullmatch(image_id):
         raise ValueError(f"bad image id {image_id!r}")
     return Path(model_dir) / CROPS_DIR / f"{image_id}.jpg"
+
+
+def crop_file(model_dir: Path, image_id: str) -> Path | None:
+    """The face crop file of enrolled image ``image_id`` if there is one; None for a malformed id or a
+    missing file (for readers of the model folder without a Recognizer, e.g. the dashboard)."""
+    try:
+        path = crop_path(model_dir, image_id)
+    except ValueError:
+        return None
+    return path if path.is_file() else None
+
+
+def has_gallery(model_dir: Path) -> bool:
+    """Whether ``model_dir`` holds a saved gallery (else Recognizer.open_or_create makes an empty one)."""
+    return (Path(model_dir) / METADATA_FILE).exists()
+
+
+def gallery_backend(model_dir: Path) -> str | None:
+    """The backend the gallery in ``model_dir`` was made with, or None when there is no gallery yet;
+    ConfigError when its metadata cannot be read."""
+    path = Path(model_dir) / METADATA_FILE
+    try:
+        backend = json.loads(path.read_text(encoding="utf-8")).get("backend")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as err:
+        raise ConfigError(f"the gallery in {model_dir} is unreadable: {err}") from err
+    return str(backend) if backend is not None else None

@@ -158,7 +158,7 @@ def write_calibration_plot(recognizer: Recognizer, path: Path) -> None:
     figure = Figure(figsize=(8, 4.5), dpi=100)
     axes = figure.subplots()
     values = np.concatenate([genuine, impostor]) if len(genuine) + len(impostor) else np.zeros(1)
-    bins = np.linspace(min(values.min(), 0.0), max(values.max(), 1.0), 60)
+    bins = np.linspace(min(values.min(), 0.0), max(values.max(), 1.0), 60).tolist()
     if len(impostor):
         axes.hist(impostor, bins=bins, density=True, alpha=0.6, color="tab:red",
                   label=f"impostor (photo vs another person, n={cal['n_impostor']:,})")
@@ -214,8 +214,8 @@ def classify(images: list[Path], model_dir: Path, as_json: bool = False, save_di
             continue
         faces = recognizer.recognize(image)
         if as_json:
-            print(json.dumps({"image": str(path), "faces": [f.to_api(all_predictions) for f in faces]}),
-                  flush=True)
+            answer = [face.to_face(all_predictions).model_dump() for face in faces]
+            print(json.dumps({"image": str(path), "faces": answer}), flush=True)
         else:
             _print_faces(path, faces, threshold, all_predictions)
         if save_dir is not None:
@@ -253,10 +253,13 @@ def _save_annotated(image: np.ndarray, faces: list[RecognizedFace], path: Path, 
     for face in faces:
         left, top, right, bottom = (round(v) for v in face.box)
         best = face.top
-        known = best is not None and best.confidence >= threshold
+        if best is None:
+            known, text = False, "unknown"
+        elif best.confidence >= threshold:
+            known, text = True, f"{best.label} {best.confidence:.2f}"
+        else:
+            known, text = False, f"unknown ({best.label} {best.confidence:.2f})"
         color = (60, 180, 60) if known else (40, 40, 220)
-        text = f"{best.label} {best.confidence:.2f}" if known else (
-            f"unknown ({best.label} {best.confidence:.2f})" if best else "unknown")
         cv2.rectangle(canvas, (left, top), (right, bottom), color, thickness)
         scale = 0.4 * thickness
         (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)

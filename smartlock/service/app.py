@@ -34,10 +34,11 @@ from smartlock.errors import (
     ServiceError,
     SmartlockError,
 )
+from smartlock.service.limits import BodyLimitMiddleware
+from smartlock.service.responses import ERROR_MESSAGE_KEY, json_message
 
 logger = logging.getLogger(__name__)
 
-ERROR_MESSAGE_KEY = "smartlock.error_message"
 PROBED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -52,19 +53,6 @@ def status_for(err: SmartlockError) -> int:
     if isinstance(err, ModelError | DependencyMissing | CameraError | RelayError | ServiceError):
         return 503
     return 500
-
-
-def json_message(
-    status: int,
-    message: str,
-    detail: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    """The one error body: ``{"message": ...}`` (plus ``detail`` for validation errors)."""
-    body: dict[str, Any] = {"message": message}
-    if detail is not None:
-        body["detail"] = detail
-    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def validation_details(err: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
@@ -142,8 +130,6 @@ def create_api_app(
     """A FastAPI app with the shared error handlers, a body limit enforced before parsing (413) and,
     with ``docs``, Swagger UI and ReDoc served offline. ``max_body_bytes=None`` means no limit (a part
     with no request bodies); ``body_limit_for(path)`` overrides it per path."""
-    from smartlock.service.limits import BodyLimitMiddleware
-
     app = FastAPI(
         title=title, description=description, version=__version__, lifespan=lifespan,
         docs_url=None, redoc_url=None, **fastapi_kwargs,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,7 +24,7 @@ class Health(BaseModel):
     problems: list[str] = Field(default_factory=list, description="What is degraded, for a human.")
 
     @classmethod
-    def of(cls, part: str, problems: list[str] | None = None, **facts: Any) -> Health:
+    def of(cls, part: str, problems: list[str] | None = None, **facts: Any) -> Self:
         """``status`` follows from ``problems``: any problem makes the part degraded."""
         problems = [p for p in (problems or []) if p]
         return cls(part=part, status="degraded" if problems else "ok", problems=problems, **facts)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from smartlock.service.app import ERROR_MESSAGE_KEY, json_message
+from smartlock.service.responses import ERROR_MESSAGE_KEY, json_message
 
 
 class BodyTooLarge(HTTPException):

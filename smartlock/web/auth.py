@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import threading
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from smartlock.errors import ConfigError
 from smartlock.fileio import atomic_write
+from smartlock.service.secrets import check_private
 
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
@@ -66,7 +66,9 @@ def verify_password(password: str, record: dict) -> bool:
 
 
 def read_password_file(path: Path) -> str:
-    """The password written in ``path`` (a trailing newline is not part of it)."""
+    """The password written in ``path`` (a trailing newline is not part of it); the file must be private
+    to its owner, as every secret file is."""
+    check_private(Path(path), "password file")
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -241,16 +243,3 @@ class LoginThrottle:
     def succeeded(self, address: str) -> None:
         with self._lock:
             self._failures.pop(address, None)
-
-
-def new_secret_file(path: Path, nbytes: int = 32) -> str:
-    """Read the token in ``path``, or create it (0600) with a random value on first use."""
-    path = Path(path)
-    if path.exists():
-        token = path.read_text(encoding="utf-8").strip()
-        if token:
-            return token
-    token = secrets.token_urlsafe(nbytes)
-    atomic_write(path, (token + "\n").encode("utf-8"), mode=0o600)
-    os.chmod(path, 0o600)
-    return token

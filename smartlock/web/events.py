@@ -7,6 +7,7 @@ happened in between; unlocks are never merged.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import sqlite3
@@ -116,7 +117,8 @@ class EventStore:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (when, when, kind, person, confidence, details_json),
             )
-            event_id = int(cursor.lastrowid)
+            event_id = cursor.lastrowid
+            assert event_id is not None  # sqlite sets it on every INSERT
             self._prune()
             return event_id, True
 
@@ -141,9 +143,10 @@ class EventStore:
         kind: str | None = None,
         before: int | None = None,
         limit: int = 50,
-    ) -> list[Event]:
+    ) -> builtins.list[Event]:
         """Newest first; ``before`` pages on by id."""
-        clauses, params = [], []
+        clauses: builtins.list[str] = []
+        params: builtins.list[object] = []
         if person:
             clauses.append("person = ?")
             params.append(person)
@@ -161,7 +164,7 @@ class EventStore:
             ).fetchall()
         return [_event(row) for row in rows]
 
-    def people(self) -> list[str]:
+    def people(self) -> builtins.list[str]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT DISTINCT person FROM events WHERE person IS NOT NULL ORDER BY person"

@@ -14,7 +14,7 @@ from smartlock.config import StrictModel
 from smartlock.errors import ConfigError
 from smartlock.fileio import atomic_write
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.8
 
@@ -63,7 +63,7 @@ class SettingsStore:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, TypeError, ValidationError) as err:
-            log.warning("ignoring unreadable settings file %s: %s", self.path, err)
+            logger.warning("ignoring unreadable settings file %s: %s", self.path, err)
             return None
 
 

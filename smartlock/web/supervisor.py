@@ -25,7 +25,7 @@ from typing import TextIO
 
 import httpx
 
-log = logging.getLogger("smartlock.up")
+logger = logging.getLogger("smartlock.up")  # the name `up` prints its own lines under, too
 
 # Secrets that children print as part of URLs (the engine's camera URL carries the camera token).
 _SECRET_IN_URL = re.compile(r"(?i)([?&](?:token|api_key|key)=)[^&\s\"']+")
@@ -209,7 +209,7 @@ class Supervisor:
                 self._handle_restart_requests()
                 self._check_children()
         except Exception:  # the monitor must never die silently: log and stop everything
-            log.exception("supervisor failed; stopping every part")
+            logger.exception("supervisor failed; stopping every part")
         finally:
             self._shutdown()
             self._stopped.set()
@@ -222,7 +222,7 @@ class Supervisor:
         tail = "\n    ".join(list(child.output)[-8:]) or "(no output)"
         what = f"exited with code {code}" if code is not None else "did not become ready"
         self.failure = f"{child.spec.name} {what} while starting; its last output:\n    {tail}"
-        log.error("%s", self.failure)
+        logger.error("%s", self.failure)
         self._stop.set()
 
     def _await_ready(self, child: _Child) -> None:
@@ -242,10 +242,10 @@ class Supervisor:
                 self._stop.wait(0.1)
                 continue
             child.state = "running"
-            log.info("%s is up (%s)", child.spec.name, url)
+            logger.info("%s is up (%s)", child.spec.name, url)
             return
         if not self._stop.is_set():
-            log.warning("%s did not answer %s within %.0f s; going on", child.spec.name, url,
+            logger.warning("%s did not answer %s within %.0f s; going on", child.spec.name, url,
                         child.spec.ready_timeout)
 
     def _handle_restart_requests(self) -> None:
@@ -253,7 +253,7 @@ class Supervisor:
             requests, self._restart_requests = self._restart_requests, {}
         for name, argv in requests.items():
             child = self._children[name]
-            log.info("restarting %s on request", name)
+            logger.info("restarting %s on request", name)
             self._terminate(child)
             if argv is not None:
                 child.spec.argv = list(argv)
@@ -285,7 +285,7 @@ class Supervisor:
         except httpx.HTTPError:
             return
         child.state = "running"
-        log.info("%s is up again", child.spec.name)
+        logger.info("%s is up again", child.spec.name)
 
     def _reap(self, child: _Child, code: int, now: float) -> None:
         if child.reader is not None:
@@ -300,7 +300,7 @@ class Supervisor:
         child.state = "restarting"
         child.next_start = now + child.backoff
         tail = " | ".join(list(child.output)[-3:])
-        log.error(
+        logger.error(
             "%s exited with code %s after %.1f s; restarting in %.1f s%s",
             child.spec.name, code, ran_for, child.backoff, f" (last output: {tail})" if tail else "",
         )
@@ -320,7 +320,7 @@ class Supervisor:
                 **kwargs,
             )
         except OSError as err:
-            log.error("cannot start %s (%s): %s", child.spec.name, child.spec.argv[0], err)
+            logger.error("cannot start %s (%s): %s", child.spec.name, child.spec.argv[0], err)
             child.output.append(str(err))
             child.state = "restarting"
             child.backoff = min(self.backoff_max, max(self.backoff_initial, child.backoff * 2))
@@ -334,7 +334,7 @@ class Supervisor:
             target=self._pump, args=(child.spec, process, child.output), daemon=True
         )
         child.reader.start()
-        log.info("started %s (pid %d)", child.spec.name, process.pid)
+        logger.info("started %s (pid %d)", child.spec.name, process.pid)
 
     def _pump(self, spec: ChildSpec, process: subprocess.Popen, tail: deque[str]) -> None:
         assert process.stdout is not None
@@ -358,7 +358,7 @@ class Supervisor:
             try:
                 process.wait(timeout=child.spec.stop_timeout)
             except subprocess.TimeoutExpired:
-                log.warning("%s did not stop within %.0f s: killing it", child.spec.name,
+                logger.warning("%s did not stop within %.0f s: killing it", child.spec.name,
                             child.spec.stop_timeout)
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
@@ -375,8 +375,8 @@ class Supervisor:
                 try:
                     child.spec.before_stop()
                 except Exception as err:
-                    log.warning("before stopping %s: %s", name, err)
+                    logger.warning("before stopping %s: %s", name, err)
             if child.process is not None:
-                log.info("stopping %s", name)
+                logger.info("stopping %s", name)
             self._terminate(child)
             child.state = "stopped"

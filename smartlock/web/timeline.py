@@ -1,8 +1,8 @@
 """Turns the engine's webhook events into timeline rows, with the frame that goes with each.
 
 The engine posts ``{"event": "unlocked" | "recognised" | "refused-unknown", "time": ISO-8601, ...}``.
-Unlocks become ``unlock`` rows (the frame is the one the engine saved under
-``<log-path>/unlock-frames/<timestamp>/frame.jpeg``). A ``refused-unknown`` event (nobody above the
+Unlocks become ``unlock`` rows (the frame is the one the engine saved with the unlock, found through
+``smartlock.engine.files.find_unlock_frame``). A ``refused-unknown`` event (nobody above the
 threshold) becomes a ``sighting`` when its best guess is at least ``SIGHTING_FLOOR`` likely (someone
 enrolled, seen below the threshold) and a ``stranger`` otherwise; its frame is the camera's snapshot taken
 on arrival. ``recognised`` events (above the threshold) are steps toward an unlock and are not shown.
@@ -10,15 +10,11 @@ on arrival. ``recognised`` events (above the threshold) are steps toward an unlo
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 SIGHTING_FLOOR = 0.5  # calibrated confidence: from here on, more likely that person than not
 
@@ -76,31 +72,3 @@ def entry_from_engine(payload: Any) -> TimelineEntry | None:
         return TimelineEntry("stranger", None, confidence, when, {**keep, "best_label": best})
     return None
 
-
-def find_unlock_frame(
-    log_path: Path, when: float, folder_name: str | None = None, slack: float = 3.0
-) -> Path | None:
-    """The frame the engine saved for an unlock: the folder its event names (``frame_dir``), else the
-    one named by the local time to the second, a moment before ``when``; or None."""
-    root = Path(log_path) / "unlock-frames"
-    if not root.is_dir():
-        return None
-    if folder_name and "/" not in folder_name and "\\" not in folder_name and not folder_name.startswith("."):
-        named = root / folder_name / "frame.jpeg"
-        if named.is_file():
-            return named
-    moment = datetime.fromtimestamp(when).astimezone()
-    names = set()
-    for delta in range(math.ceil(slack), -2, -1):
-        stamp = (moment - timedelta(seconds=delta)).replace(microsecond=0).isoformat(" ")
-        names.add(stamp)
-    candidates = [
-        folder for folder in root.iterdir()
-        if folder.is_dir() and not folder.name.startswith(".")
-        and (folder.name in names or folder.name.rsplit("-", 1)[0] in names)
-    ]
-    for folder in sorted(candidates, key=lambda item: item.stat().st_mtime, reverse=True):
-        frame = folder / "frame.jpeg"
-        if frame.is_file():
-            return frame
-    return None

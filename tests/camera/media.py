@@ -75,14 +75,3 @@ def _until(chunks: Iterator[bytes], deadline: float) -> Iterator[bytes]:
         if time.monotonic() > deadline:
             raise TimeoutError("stream did not deliver in time")
         yield chunk
-
-
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
-    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -23,8 +23,8 @@ from smartlock.camera.api import create_app
 from smartlock.camera.mjpeg import iter_multipart, part_timestamp
 from smartlock.camera.sources import ImageFolderSource, VideoFileSource
 from smartlock.camera.stream import FrameHub
-from tests.camera.media import PALETTE, decode, jpeg_bytes, nearest_color, solid_image, stream_parts, wait_for
-from tests.support import uvicorn_server
+from tests.camera.media import PALETTE, decode, jpeg_bytes, nearest_color, solid_image, stream_parts
+from tests.support import uvicorn_server, wait_for
 
 
 @contextlib.contextmanager
@@ -98,6 +98,7 @@ def test_snapshot_page_and_health(camera_url: str) -> None:
     assert health["state"] == "ok" and health["source"].startswith("file ") and health["nominal_fps"] == 20
     assert health["width"] == 320 and health["height"] == 240 and health["error"] is None
     assert 0 <= health["seconds_since_last_frame"] < 5 and health["frames"] > 0
+    assert health["status"] == "ok" and health["part"] == "camera" and health["problems"] == []
     missing = httpx.get(f"{camera_url}/nothing-here")
     assert missing.status_code == 404 and missing.json() == {"message": "Not Found"}
 
@@ -188,6 +189,7 @@ def test_source_vanishing_and_coming_back(video_file: Path, tmp_path: Path) -> N
                 what="failing health",
             )
             assert "no such file" in health["error"] and "door.mp4" in health["error"]
+            assert health["status"] == "degraded" and health["problems"] == [health["error"]]
             snapshot = client.get(f"{url}/snapshot.jpg")
             assert snapshot.status_code == 503 and "no such file" in snapshot.json()["message"]
             assert client.get(f"{url}/").status_code == 200  # the server keeps answering

@@ -17,8 +17,8 @@ from smartlock.camera.sources import UrlSource
 from smartlock.camera.stream import FrameHub
 from smartlock.cli import main
 from smartlock.errors import ConfigError
-from tests.camera.media import decode, stream_parts, wait_for
-from tests.support import LOOPBACK, free_port, service_process, stop_process, uvicorn_server
+from tests.camera.media import decode, stream_parts
+from tests.support import LOOPBACK, free_port, service_process, stop_process, uvicorn_server, wait_for
 
 
 def test_bad_source_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -32,12 +32,23 @@ def test_bad_source_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_token_file_must_hold_a_token(tmp_path: Path, video_file: Path, capsys) -> None:
     empty = tmp_path / "token"
     empty.write_text("  \n")
+    empty.chmod(0o600)
     assert main(["camera", "--source", str(video_file), "--token-file", str(empty)]) == 2
     assert "is empty" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="not found"):
         read_token(tmp_path / "absent")
     empty.write_text("abc123\n")
     assert read_token(empty) == "abc123"
+
+
+def test_token_file_readable_by_others_is_refused(tmp_path: Path, video_file: Path, capsys) -> None:
+    token = tmp_path / "token"
+    token.write_text("abc123\n")
+    token.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        read_token(token)
+    assert main(["camera", "--source", str(video_file), "--token-file", str(token)]) == 2
+    assert "chmod 600" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -73,6 +84,7 @@ def test_relay_passes_frames_through_and_survives_its_upstream_restarting(video_
     args = ["camera", "--source", str(video_file), "--host", LOOPBACK, "--port", str(port)]
     token = tmp_path / "token"
     token.write_text("relay-me\n")
+    token.chmod(0o600)
     args_with_token = [*args, "--token-file", str(token)]
     source = UrlSource(f"{upstream_url}/stream.mjpg?token=relay-me")
     with service_process(

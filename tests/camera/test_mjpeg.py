@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from smartlock.camera.mjpeg import build_part, header_param, iter_multipart, jpeg_size, part_timestamp
+from smartlock.camera.mjpeg import (
+    MAX_PART_BYTES,
+    MultipartParser,
+    boundary_of,
+    build_part,
+    header_param,
+    iter_multipart,
+    jpeg_size,
+    part_timestamp,
+)
 from smartlock.camera.sources import redact_url
 from smartlock.errors import CameraError
 from tests.camera.media import jpeg_bytes, solid_image
@@ -71,3 +80,27 @@ def test_header_param_and_url_redaction() -> None:
     redacted = redact_url("http://admin:hunter2@cam.local/stream.mjpg?token=s3cret&x=1")
     assert "hunter2" not in redacted and "s3cret" not in redacted
     assert redacted.startswith("http://admin:***@cam.local/stream.mjpg?") and "x=1" in redacted
+
+
+@pytest.mark.parametrize("declared", ["FRAME", "--FRAME"])
+@pytest.mark.parametrize("written", [b"--FRAME", b"FRAME", b"----FRAME"])
+def test_every_way_cameras_write_the_delimiter_is_understood(declared: str, written: bytes) -> None:
+    jpegs = [jpeg_bytes(solid_image((0, 0, i * 60))) for i in range(3)]
+    stream = b"".join(written + b"\r\nContent-Type: image/jpeg\r\n\r\n" + j + b"\r\n" for j in jpegs)
+    stream += written + b"--\r\n"
+    boundary = boundary_of(f"multipart/x-mixed-replace; boundary={declared}")
+    assert boundary == "FRAME"
+    assert [body for _, body in MultipartParser(chunked(stream, 500), declared)] == jpegs
+
+
+def test_a_boundary_inside_a_line_of_the_body_does_not_end_it() -> None:
+    body = b"\xff\xd8 text --FRAME mid-line\r\n--FRAMED is not it either\xff\xd9"
+    stream = b"--FRAME\nX-Timestamp: 1700000000\n\n" + body + b"\r\n--FRAME--\r\n"  # LF-only headers too
+    [(headers, got)] = list(MultipartParser(chunked(stream, 3), "FRAME"))
+    assert got == body and part_timestamp(headers) == 1_700_000_000
+
+
+def test_one_size_cap_for_every_reader() -> None:
+    endless = [b"--FRAME\r\n\r\n"] + [b"y" * 2**20] * (MAX_PART_BYTES // 2**20 + 2)
+    with pytest.raises(CameraError, match="without an end"):
+        next(iter_multipart(endless, "FRAME"))

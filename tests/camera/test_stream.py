@@ -12,7 +12,8 @@ import pytest
 from smartlock.camera.sources import RawFrame, Source
 from smartlock.camera.stream import FrameEncoder, FrameHub
 from smartlock.errors import CameraError, ConfigError
-from tests.camera.media import PALETTE, decode, jpeg_bytes, nearest_color, solid_image, wait_for
+from tests.camera.media import PALETTE, decode, jpeg_bytes, nearest_color, solid_image
+from tests.support import wait_for
 
 
 class ScriptedSource(Source):

@@ -1,4 +1,5 @@
-"""Fakes for the engine's collaborators: a manual clock, scripted frames and recogniser, a door, a sink."""
+"""Fakes for the engine's collaborators: scripted frames and recognizer, a door, a sink (the manual clock is
+tests.support's)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,8 @@ import numpy as np
 
 from smartlock.engine.frames import Frame
 from smartlock.errors import DoorError
-
-
-class ManualClock:
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from smartlock.recognition.schemas import Face
+from tests.support import ManualClock
 
 
 class ClockStop:
@@ -51,13 +43,22 @@ class EndlessFrames:
         return Frame(image=image, seq=self.seq, received=self.clock(), captured=None)
 
 
-def api_face(label: str, confidence: float) -> dict:
+BOX = (10.0, 20.0, 50.0, 70.0)
+
+
+def api_face(label: str, confidence: float, box: tuple[float, float, float, float] = BOX) -> dict:
+    """One face of the recognition API's JSON answer."""
     return {"top_prediction": {"label": label, "confidence": confidence},
-            "bounding_box": {"left": 10.0, "top": 20.0, "right": 50.0, "bottom": 70.0},
+            "bounding_box": dict(zip(("left", "top", "right", "bottom"), box, strict=True)),
             "all_predictions": None}
 
 
-class ScriptedRecogniser:
+def face(label: str, confidence: float, box: tuple[float, float, float, float] = BOX) -> Face:
+    """The same face as the shared contract's model."""
+    return Face.model_validate(api_face(label, confidence, box))
+
+
+class ScriptedRecognizer:
     """Answers from a script (a list of answers, or exceptions to raise), repeating the last one."""
 
     def __init__(self, *answers: object, cost: float = 0.0, clock: ManualClock | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.support import LOOPBACK, free_port, service_process, stop_process
+from tests.support import LOOPBACK, free_port, service_process, stop_process, wait_for
 
 FRAME_SIZE = (640, 360)
 BACKGROUND_LEVEL = 96
@@ -212,6 +213,16 @@ def door(workdir: Path, logs: Path, lock_delay: float = 1.0) -> Iterator[Door]:
         yield Door(port, secret_file)
 
 
+# the engine's DEBUG line after each frame it processed (EngineStats.summary), with --log-level DEBUG
+FRAME_COUNTS = re.compile(
+    r"Frames: seen (?P<seen>\d+), without face (?P<without_face>\d+), stale (?P<stale>\d+), "
+    r"analysed (?P<analysed>\d+), recognition errors (?P<recognition_errors>\d+), "
+    r"door errors (?P<door_errors>\d+), unlocks (?P<unlocks>\d+)"
+)
+NO_FRAMES = dict.fromkeys(("seen", "without_face", "stale", "analysed", "recognition_errors", "door_errors",
+                           "unlocks"), 0)
+
+
 @dataclass
 class Process:
     popen: subprocess.Popen
@@ -220,15 +231,21 @@ class Process:
     def text(self) -> str:
         return self.output.read_text(encoding="utf-8", errors="replace") if self.output.exists() else ""
 
+    def frame_counts(self) -> list[dict[str, int]]:
+        """Every frame-count line the engine logged so far, oldest first (needs --log-level DEBUG)."""
+        return [{key: int(value) for key, value in match.groupdict().items()}
+                for match in FRAME_COUNTS.finditer(self.text())]
+
+    def counts(self) -> dict[str, int]:
+        """The engine's latest frame counts (all 0 before its first processed frame)."""
+        counts = self.frame_counts()
+        return counts[-1] if counts else dict(NO_FRAMES)
+
     def wait_for(self, needle: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if needle in self.text():
-                return True
-            if self.popen.poll() is not None:
-                return needle in self.text()
-            time.sleep(0.1)
-        return False
+        """Whether ``needle`` appears in the output within ``timeout`` s (False at once if it exits)."""
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: needle in self.text() or self.popen.poll() is not None, timeout, 0.1, needle)
+        return needle in self.text()
 
 
 @contextlib.contextmanager
@@ -251,14 +268,3 @@ def engine_args(camera_port: int, door_: Door, log_path: Path, *, api_port: int 
     return ["engine", "--camera-url", url(camera_port, "/stream.mjpg"), *source,
             "--door-api-url", door_.unlock_url, "--door-secret-file", str(door_.secret_file),
             "--log-path", str(log_path), *extra]
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.2):
-    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` passes (None)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval)
-    return None

@@ -13,7 +13,8 @@ import pytest
 from smartlock.engine.collector import Collector, crop_box
 from smartlock.engine.frames import Frame
 from smartlock.errors import ConfigError, ServiceError
-from tests.engine.fakes import ClockStop, EndlessFrames, ManualClock, ScriptedRecogniser, always, api_face
+from tests.engine.fakes import ClockStop, EndlessFrames, ScriptedRecognizer, always, api_face
+from tests.support import ManualClock
 
 SEED_NAME = re.compile(
     r"^(?P<label>.+)-(?P<confidence>\d\.\d\d)-\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d\d:\d\d(-\d+)?\.jpeg$"
@@ -29,7 +30,7 @@ def frame(width: int = 1280, height: int = 720) -> Frame:
 def collector(tmp_path: Path, *answers: object, low: float = 0.6, high: float = 0.8, **options) -> Collector:
     clock = ManualClock()
     detector = options.pop("detector", always(True))
-    return Collector(EndlessFrames(clock), ScriptedRecogniser(*answers), tmp_path, min_confidence=low,
+    return Collector(EndlessFrames(clock), ScriptedRecognizer(*answers), tmp_path, min_confidence=low,
                      max_confidence=high, detector=detector, clock=clock, **options)
 
 
@@ -68,7 +69,7 @@ def test_recognition_errors_and_faceless_frames_save_nothing(tmp_path: Path) -> 
     failing = collector(tmp_path, ServiceError("down"))
     assert failing.process(frame()) is None and failing.errors == 1
     faceless = collector(tmp_path, [api_face("alice", 0.7)], detector=always(False))
-    assert faceless.process(frame()) is None and faceless.recognise.calls == 0
+    assert faceless.process(frame()) is None and faceless.recognize.calls == 0
     assert list(tmp_path.iterdir()) == []
 
 

@@ -81,3 +81,44 @@ def test_logs_go_to_stdout_and_log_txt(tmp_path, capsys) -> None:
                 handler.close()
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+def test_the_command_lines_fill_the_settings_models(tmp_path) -> None:
+    from smartlock.engine.settings import CollectorSettings, EngineSettings
+
+    args = build_parser().parse_args([*SEED_ENGINE, "--min-frames", "3", "--no-mirror",
+                                      "--face-recognition-api-key-file", str(tmp_path / "key"),
+                                      "--camera-token-file", str(tmp_path / "token")])
+    settings = EngineSettings.from_args(args)
+    assert (settings.threshold, settings.min_frames, settings.mirror) == (0.8, 3, False)
+    assert settings.block_time == 6.0
+    assert settings.face_recognition_api_key_file == tmp_path / "key"
+    assert settings.camera_token_file == tmp_path / "token"
+    again = EngineSettings.from_args(build_parser().parse_args(["engine", *settings.to_argv()]))
+    assert again == settings  # `up` can hand the same settings to a child as flags
+    collect = CollectorSettings.from_args(build_parser().parse_args(SEED_COLLECT))
+    assert (collect.min_confidence, collect.max_confidence, collect.fps) == (0.6, 0.8, 2.0)
+
+
+def test_the_defaults_are_importable_from_the_commands_module() -> None:
+    from smartlock.engine import commands, settings
+
+    assert commands.DEFAULT_THRESHOLD == settings.DEFAULT_THRESHOLD == 0.8
+    assert settings.EngineSettings.model_fields["threshold"].default == commands.DEFAULT_THRESHOLD
+
+
+def test_api_key_and_api_key_file_exclude_each_other(tmp_path) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*SEED_ENGINE, "--face-recognition-api-key", "k",
+                                   "--face-recognition-api-key-file", str(tmp_path / "key")])
+
+
+@pytest.mark.parametrize("flag", ["--face-recognition-api-key-file", "--camera-token-file"])
+def test_a_secret_file_others_can_read_is_refused_before_anything_starts(tmp_path, capsys, flag) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("k\n")
+    secret.chmod(0o644)
+    code = main([*SEED_ENGINE, "--log-path", str(tmp_path / "log"), flag, str(secret)])
+    assert code == 2
+    assert "chmod 600" in capsys.readouterr().err
+    assert not (tmp_path / "log").exists()

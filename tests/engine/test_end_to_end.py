@@ -4,18 +4,27 @@ door API (gpiozero MockFactory relay). Photos from ../shared/faces; a real ArcFa
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from fastapi import FastAPI, Request
 
 from tests.engine import system
-from tests.engine.system import Door, Gallery, background, on_canvas, write_video
-from tests.support import uvicorn_server
+from tests.engine.system import Door, Gallery, Process, background, on_canvas, write_video
+from tests.support import uvicorn_server, wait_for
 
 pytestmark = [pytest.mark.faces, pytest.mark.slow, pytest.mark.timeout(120)]
+T = TypeVar("T")
+
+
+def wait_on(process: Process, predicate: Callable[[], T], what: str, timeout: float = 40.0) -> T:
+    """wait_for, failing with the end of the process's output (what it was doing instead)."""
+    try:
+        return wait_for(predicate, timeout=timeout, interval=0.2, what=what)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; output:\n{process.text()[-3000:]}") from None
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +88,14 @@ def test_enrolled_person_unlocks_once_and_is_audited(gallery, api_port, door, wo
     with uvicorn_server(webhook_app) as webhook, system.camera(video, logs) as camera_port, \
             system.smartlock_process(
                 system.engine_args(camera_port, door, log_path, api_port=api_port,
-                                   extra=["--webhook-url", f"{webhook}/events"]),
+                                   extra=["--webhook-url", f"{webhook}/events", "--log-level", "DEBUG"]),
                 logs / "engine-enrolled.out") as engine:
-        unlocks = system.wait_until(lambda: door.unlocks(start_id), timeout=40)
-        assert unlocks, f"no unlock; engine output:\n{engine.text()[-3000:]}"
-        time.sleep(3.0)  # the rest of the appearance: block time (6 s) must prevent a second unlock
+        wait_on(engine, lambda: door.unlocks(start_id), "an unlock")
+        # the rest of the appearance falls in the block time (6 s), which must prevent a second unlock:
+        # wait until the engine looks at frames again, after the block (the person has gone by then)
+        at_unlock = wait_on(engine, lambda: next((c for c in engine.frame_counts() if c["unlocks"]), None),
+                            "the frame counts of the unlock")
+        wait_on(engine, lambda: engine.counts()["seen"] > at_unlock["seen"], "a frame after the block time")
         unlocks = door.unlocks(start_id)
     assert len(unlocks) == 1
     kinds = [event["event"] for event in received]
@@ -113,13 +125,14 @@ def test_stranger_never_unlocks(gallery, api_port, door, workdir, logs) -> None:
     log_path = workdir / "engine-stranger"
     start_id = door.last_id()
     with system.camera(video, logs) as camera_port, system.smartlock_process(
-        system.engine_args(camera_port, door, log_path, api_port=api_port, extra=["--min-frames", "1"]),
+        system.engine_args(camera_port, door, log_path, api_port=api_port,
+                           extra=["--min-frames", "1", "--log-level", "DEBUG"]),
         logs / "engine-stranger.out",
     ) as engine:
-        # wait until the engine has really looked at the stranger several times, then a little more
-        analysed = system.wait_until(lambda: engine.text().count('"label"') >= 6, timeout=40)
-        assert analysed, f"the engine never analysed the stranger:\n{engine.text()[-3000:]}"
-        time.sleep(2.0)
+        # wait until the engine has really looked at the stranger several times, then a few frames more
+        wait_on(engine, lambda: engine.text().count('"label"') >= 6, "the engine to analyse the stranger")
+        analysed = engine.counts()["analysed"]
+        wait_on(engine, lambda: engine.counts()["analysed"] >= analysed + 4, "four more analysed frames")
     assert door.unlocks(start_id) == []
     assert unlock_folders(log_path) == []
     assert "Door unlocked" not in (log_path / "log.txt").read_text()
@@ -134,24 +147,27 @@ def test_recognition_api_down_never_unlocks_and_the_engine_recovers(gallery, doo
     api = system.start_recognition(gallery.model_dir, logs, port)
     try:
         with system.camera(video, logs) as camera_port, system.smartlock_process(
-            system.engine_args(camera_port, door, log_path, api_port=port, extra=["--block-time", "2"]),
+            system.engine_args(camera_port, door, log_path, api_port=port,
+                               extra=["--block-time", "2", "--log-level", "DEBUG"]),
             logs / "engine-api-down.out",
         ) as engine:
             start_id = door.last_id()
-            assert system.wait_until(lambda: door.unlocks(start_id), timeout=40), engine.text()[-3000:]
+            wait_on(engine, lambda: door.unlocks(start_id), "an unlock")
 
             api.kill()  # the recognition API dies mid-run
             api.wait(10)
             down_id = door.last_id()
             errors_before = engine.text().count(error_line)
-            time.sleep(5.0)  # more than twice the block time: with the API up it would have unlocked again
+            failed = engine.counts()["recognition_errors"]
+            # three tries after the 2 s block: with the API up, two of them (K = 2) would have unlocked again
+            wait_on(engine, lambda: engine.counts()["recognition_errors"] >= failed + 3,
+                    "three failed recognitions")
             assert door.unlocks(down_id) == []
             assert engine.text().count(error_line) > errors_before
             assert engine.popen.poll() is None  # still running
 
             api = system.start_recognition(gallery.model_dir, logs, port)  # back, same address
-            recovered = system.wait_until(lambda: door.unlocks(down_id), timeout=40)
-            assert recovered, engine.text()[-3000:]
+            recovered = wait_on(engine, lambda: door.unlocks(down_id), "an unlock after the API came back")
             assert recovered[0]["source"] == "engine"
     finally:
         system.stop_process(api)
@@ -170,10 +186,10 @@ def test_collector_saves_frames_in_the_band_and_none_outside(gallery, api_port, 
                                        str(high)], logs / "collect-high.out") as collect_high, \
              system.smartlock_process(["collect", "-min", "0.4", "-max", "0.6", *common, "--log-path",
                                        str(low)], logs / "collect-low.out") as collect_low:
-            saved = system.wait_until(lambda: len(list(high.glob("*.json"))) >= 3, timeout=40)
-            assert saved, collect_high.text()[-3000:]
+            wait_on(collect_high, lambda: len(list(high.glob("*.json"))) >= 3, "three saved frames")
             # both collectors saw the stranger too (the API answered for it), so "none" means something
-            assert system.wait_until(lambda: collect_low.text().count('"label"') >= 4, timeout=20)
+            wait_on(collect_low, lambda: collect_low.text().count('"label"') >= 4, "four recognised faces",
+                    timeout=20)
     sidecars = [json.loads(p.read_text()) for p in sorted(high.glob("*.json"))]
     for sidecar in sidecars:
         chosen = [f for f in sidecar["faces"] if f["in_band"]]

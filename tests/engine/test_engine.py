@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from smartlock.engine.engine import Engine, EngineSettings
+from smartlock.engine.engine import Engine, LoopSettings
 from smartlock.engine.policy import UnlockPolicy
 from smartlock.engine.sinks import UnlockLog
 from smartlock.errors import ServiceError
@@ -18,24 +18,24 @@ from tests.engine.fakes import (
     EndlessFrames,
     FakeDoor,
     ListSink,
-    ManualClock,
-    ScriptedRecogniser,
+    ScriptedRecognizer,
     always,
     api_face,
 )
+from tests.support import ManualClock
 
 
-def make_engine(tmp_path: Path, recogniser: ScriptedRecogniser, *, k: int = 2, window: float = 1.5,
+def make_engine(tmp_path: Path, recognizer: ScriptedRecognizer, *, k: int = 2, window: float = 1.5,
                 door: FakeDoor | None = None, detector=None, clock: ManualClock | None = None,
                 **settings) -> tuple[Engine, FakeDoor, ListSink, ManualClock]:
     clock = clock or ManualClock()
     door = door or FakeDoor()
     sink = ListSink()
     engine = Engine(
-        EndlessFrames(clock), recogniser, door, UnlockPolicy(0.8, k, window),
+        EndlessFrames(clock), recognizer, door, UnlockPolicy(0.8, k, window),
         detector=detector if detector is not None else always(True),
         unlock_log=UnlockLog(tmp_path, 0.8), events=sink,
-        settings=EngineSettings(**{"fps": 2, "max_fps": 10, "block_time": 6, **settings}), clock=clock,
+        settings=LoopSettings(**{"fps": 2, "max_fps": 10, "block_time": 6, **settings}), clock=clock,
     )
     return engine, door, sink, clock
 
@@ -56,8 +56,8 @@ def unlock_dirs(tmp_path: Path) -> list[Path]:
 
 
 def test_enrolled_person_unlocks_once_after_k_frames_and_the_frame_is_logged(tmp_path, caplog) -> None:
-    recogniser = ScriptedRecogniser([api_face("alice", 0.93), api_face("bob", 0.2)])
-    engine, door, sink, clock = make_engine(tmp_path, recogniser)
+    recognizer = ScriptedRecognizer([api_face("alice", 0.93), api_face("bob", 0.2)])
+    engine, door, sink, clock = make_engine(tmp_path, recognizer)
     caplog.set_level(logging.INFO, logger="smartlock.engine")
 
     run_steps(engine, clock, 3.0)  # well inside the 6 s block time after the unlock
@@ -79,14 +79,14 @@ def test_enrolled_person_unlocks_once_after_k_frames_and_the_frame_is_logged(tmp
 
 
 def test_k1_unlocks_on_the_first_frame_like_the_seed(tmp_path) -> None:
-    engine, door, _, clock = make_engine(tmp_path, ScriptedRecogniser([api_face("alice", 0.9)]), k=1)
+    engine, door, _, clock = make_engine(tmp_path, ScriptedRecognizer([api_face("alice", 0.9)]), k=1)
     assert engine.step(ClockStop(clock))
     assert door.opened == [("alice", 0.9)]
 
 
 def test_stranger_below_threshold_never_unlocks(tmp_path) -> None:
-    recogniser = ScriptedRecogniser([api_face("alice", 0.62)])
-    engine, door, sink, clock = make_engine(tmp_path, recogniser)
+    recognizer = ScriptedRecognizer([api_face("alice", 0.62)])
+    engine, door, sink, clock = make_engine(tmp_path, recognizer)
     processed = run_steps(engine, clock, 10.0)
     assert processed >= 50  # it kept analysing at the burst rate
     assert door.calls == [] and unlock_dirs(tmp_path) == []
@@ -97,34 +97,34 @@ def test_stranger_below_threshold_never_unlocks(tmp_path) -> None:
 
 def test_one_lucky_frame_is_not_enough_with_k2(tmp_path) -> None:
     answers = [[api_face("alice", 0.85)]] + [[api_face("alice", 0.4)]] * 30
-    engine, door, _, clock = make_engine(tmp_path, ScriptedRecogniser(*answers))
+    engine, door, _, clock = make_engine(tmp_path, ScriptedRecognizer(*answers))
     run_steps(engine, clock, 3.0)
     assert door.calls == []
 
 
 def test_frames_without_a_face_skip_recognition_and_are_sampled_at_fps(tmp_path) -> None:
-    recogniser = ScriptedRecogniser([api_face("alice", 0.99)])
-    engine, door, _, clock = make_engine(tmp_path, recogniser, detector=always(False))
+    recognizer = ScriptedRecognizer([api_face("alice", 0.99)])
+    engine, door, _, clock = make_engine(tmp_path, recognizer, detector=always(False))
     processed = run_steps(engine, clock, 5.0)
-    assert recogniser.calls == 0 and door.calls == []
+    assert recognizer.calls == 0 and door.calls == []
     assert 9 <= processed <= 11  # 2 fps
     assert engine.stats.frames_without_face == processed
 
 
 def test_a_face_switches_to_the_burst_rate(tmp_path) -> None:
-    recogniser = ScriptedRecogniser([api_face("alice", 0.5)])
-    engine, _, _, clock = make_engine(tmp_path, recogniser)
+    recognizer = ScriptedRecognizer([api_face("alice", 0.5)])
+    engine, _, _, clock = make_engine(tmp_path, recognizer)
     processed = run_steps(engine, clock, 5.0)
     assert 45 <= processed <= 51  # max_fps 10, not fps 2
 
 
-def test_slow_recogniser_runs_back_to_back_in_a_burst(tmp_path) -> None:
+def test_slow_recognizer_runs_back_to_back_in_a_burst(tmp_path) -> None:
     clock = ManualClock()
-    recogniser = ScriptedRecogniser([api_face("alice", 0.5)], cost=0.25, clock=clock)
-    engine, _, _, clock = make_engine(tmp_path, recogniser, clock=clock)
+    recognizer = ScriptedRecognizer([api_face("alice", 0.5)], cost=0.25, clock=clock)
+    engine, _, _, clock = make_engine(tmp_path, recognizer, clock=clock)
     stop = ClockStop(clock)
     run_steps(engine, clock, 5.0)
-    assert 18 <= recogniser.calls <= 21  # 0.25 s each, no idle time in between
+    assert 18 <= recognizer.calls <= 21  # 0.25 s each, no idle time in between
     assert stop.waited == 0.0
 
 
@@ -133,10 +133,10 @@ def test_slow_recogniser_runs_back_to_back_in_a_burst(tmp_path) -> None:
 def test_recognition_failures_never_unlock_and_the_engine_recovers(tmp_path, failure) -> None:
     good = [api_face("alice", 0.95)]
     answers = [good] + [failure] * 10 + [good]
-    recogniser = ScriptedRecogniser(*answers)
-    engine, door, _, clock = make_engine(tmp_path, recogniser, k=2, window=60)
+    recognizer = ScriptedRecognizer(*answers)
+    engine, door, _, clock = make_engine(tmp_path, recognizer, k=2, window=60)
     for _ in range(100):
-        if recogniser.calls == 11:
+        if recognizer.calls == 11:
             break
         engine.step(ClockStop(clock))
     assert door.calls == []
@@ -147,7 +147,7 @@ def test_recognition_failures_never_unlock_and_the_engine_recovers(tmp_path, fai
 
 def test_door_errors_keep_the_door_locked_then_retry(tmp_path, caplog) -> None:
     door = FakeDoor(fail=2)
-    engine, door, sink, clock = make_engine(tmp_path, ScriptedRecogniser([api_face("alice", 0.9)]), door=door)
+    engine, door, sink, clock = make_engine(tmp_path, ScriptedRecognizer([api_face("alice", 0.9)]), door=door)
     caplog.set_level(logging.INFO, logger="smartlock.engine")
     run_steps(engine, clock, 0.35)
     assert len(door.calls) == 1 and door.opened == []
@@ -162,21 +162,21 @@ def test_door_errors_keep_the_door_locked_then_retry(tmp_path, caplog) -> None:
 
 
 def test_block_time_ignores_frames_then_needs_fresh_evidence(tmp_path) -> None:
-    recogniser = ScriptedRecogniser([api_face("alice", 0.9)])
-    engine, door, _, clock = make_engine(tmp_path, recogniser, block_time=6)
+    recognizer = ScriptedRecognizer([api_face("alice", 0.9)])
+    engine, door, _, clock = make_engine(tmp_path, recognizer, block_time=6)
     run_steps(engine, clock, 0.3)
     assert len(door.opened) == 1
-    calls = recogniser.calls
+    calls = recognizer.calls
     run_steps(engine, clock, 5.5)
-    assert recogniser.calls == calls  # blocked: nothing analysed
+    assert recognizer.calls == calls  # blocked: nothing analysed
     run_steps(engine, clock, 1.0)
     assert len(door.opened) == 2
     assert engine.stats.unlocked[1].frames == 2  # two new frames, none from before the block
 
 
 def test_run_stops_when_asked(tmp_path) -> None:
-    engine = Engine(EndlessFrames(ManualClock()), ScriptedRecogniser([]), FakeDoor(), UnlockPolicy(),
-                    detector=always(False), settings=EngineSettings(fps=50))
+    engine = Engine(EndlessFrames(ManualClock()), ScriptedRecognizer([]), FakeDoor(), UnlockPolicy(),
+                    detector=always(False), settings=LoopSettings(fps=50))
     stop = threading.Event()
     thread = threading.Thread(target=engine.run, args=(stop,))
     thread.start()
@@ -186,17 +186,26 @@ def test_run_stops_when_asked(tmp_path) -> None:
 
 
 def test_while_recognition_fails_the_engine_retries_at_fps_not_at_the_burst_rate(tmp_path) -> None:
-    recogniser = ScriptedRecogniser(ServiceError("recognition API down"))
-    engine, door, _, clock = make_engine(tmp_path, recogniser)
+    recognizer = ScriptedRecognizer(ServiceError("recognition API down"))
+    engine, door, _, clock = make_engine(tmp_path, recognizer)
     run_steps(engine, clock, 5.0)
-    assert 9 <= recogniser.calls <= 11  # 2 fps, although Haar sees a face every time
+    assert 9 <= recognizer.calls <= 11  # 2 fps, although Haar sees a face every time
     assert door.calls == []
 
 
 def test_a_frozen_camera_frame_is_not_evidence(tmp_path) -> None:
-    recogniser = ScriptedRecogniser([api_face("alice", 0.99)])
-    engine, door, _, clock = make_engine(tmp_path, recogniser, k=1)
+    recognizer = ScriptedRecognizer([api_face("alice", 0.99)])
+    engine, door, _, clock = make_engine(tmp_path, recognizer, k=1)
     old = EndlessFrames(clock).wait_newer(0, 0)
     clock.advance(2.5)  # the camera stopped sending 2.5 s ago; this is still its newest frame
     assert engine.process(old) is None
-    assert recogniser.calls == 0 and door.calls == [] and engine.stats.stale_frames == 1
+    assert recognizer.calls == 0 and door.calls == [] and engine.stats.stale_frames == 1
+
+
+def test_each_processed_frame_logs_the_counts_at_debug(tmp_path, caplog) -> None:
+    engine, _, _, clock = make_engine(tmp_path, ScriptedRecognizer([api_face("alice", 0.9)]), k=1)
+    caplog.set_level(logging.DEBUG, logger="smartlock.engine")
+    assert engine.step(ClockStop(clock))
+    counts = [m for m in caplog.messages if m.startswith("Frames: ")]
+    assert counts == ["Frames: seen 1, without face 0, stale 0, analysed 1, recognition errors 0, "
+                      "door errors 0, unlocks 1"]

@@ -1,4 +1,5 @@
-"""The unlock rule: K frames above the threshold within a window, per person; the API answer's validation."""
+"""The unlock rule: K frames above the threshold within a window, per person; the API answer's validation
+(the shared face contract, as the engine uses it)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import math
 
 import pytest
 
-from smartlock.engine.policy import Face, UnlockPolicy, parse_faces
+from smartlock.engine.policy import UnlockPolicy
 from smartlock.errors import ConfigError, ServiceError
+from smartlock.recognition.schemas import Face, parse_faces
+from tests.engine.fakes import api_face
 
 
 def face(label: str, confidence: float) -> Face:
-    return Face(label, confidence, (10.0, 10.0, 60.0, 70.0))
+    return Face.model_validate(api_face(label, confidence, (10.0, 10.0, 60.0, 70.0)))
 
 
 def test_k1_is_the_seed_rule_one_frame_strictly_above_threshold() -> None:
@@ -96,23 +99,31 @@ def test_bad_settings_are_refused(threshold: float, k: int, window: float) -> No
 def test_parse_faces_reads_the_api_contract() -> None:
     payload = [{"top_prediction": {"label": "alice", "confidence": 0.97},
                 "bounding_box": {"left": 1, "top": 2, "right": 30, "bottom": 40}, "all_predictions": None},
-               {"top_prediction": {"label": "bob", "confidence": 1}, "bounding_box": None}]
+               {"top_prediction": {"label": "bob", "confidence": 1},
+                "bounding_box": {"left": 5, "top": 6, "right": 7, "bottom": 8}}]
     faces = parse_faces(payload)
-    assert faces == [Face("alice", 0.97, (1.0, 2.0, 30.0, 40.0)), Face("bob", 1.0, None)]
-    assert faces[0].to_api()["bounding_box"] == {"left": 1.0, "top": 2.0, "right": 30.0, "bottom": 40.0}
+    assert [(f.label, f.confidence, f.box) for f in faces] == [("alice", 0.97, (1.0, 2.0, 30.0, 40.0)),
+                                                              ("bob", 1.0, (5.0, 6.0, 7.0, 8.0))]
+    assert faces[0].model_dump()["bounding_box"] == {"left": 1.0, "top": 2.0, "right": 30.0, "bottom": 40.0}
+    assert parse_faces(faces) == faces  # the client's Face models pass as they are
+
+
+BOX = {"left": 1, "top": 2, "right": 30, "bottom": 40}
 
 
 @pytest.mark.parametrize("payload", [
     {"faces": []},
     None,
-    [{"label": "alice"}],
-    [{"top_prediction": {"label": "alice"}}],
-    [{"top_prediction": {"label": 3, "confidence": 0.9}}],
-    [{"top_prediction": {"label": "alice", "confidence": "high"}}],
-    [{"top_prediction": {"label": "alice", "confidence": True}}],
-    [{"top_prediction": {"label": "alice", "confidence": 1.5}}],
-    [{"top_prediction": {"label": "alice", "confidence": math.nan}}],
+    [{"label": "alice", "bounding_box": BOX}],
+    [{"top_prediction": {"label": "alice"}, "bounding_box": BOX}],
+    [{"top_prediction": {"label": 3, "confidence": 0.9}, "bounding_box": BOX}],
+    [{"top_prediction": {"label": "alice", "confidence": "high"}, "bounding_box": BOX}],
+    [{"top_prediction": {"label": "alice", "confidence": True}, "bounding_box": BOX}],
+    [{"top_prediction": {"label": "alice", "confidence": 1.5}, "bounding_box": BOX}],
+    [{"top_prediction": {"label": "alice", "confidence": math.nan}, "bounding_box": BOX}],
     [{"top_prediction": {"label": "alice", "confidence": 0.9}, "bounding_box": {"left": 1}}],
+    [{"top_prediction": {"label": "alice", "confidence": 0.9}, "bounding_box": None}],  # the contract has one
+    [{"top_prediction": {"label": "alice", "confidence": 0.9}}],
     ["alice"],
 ])
 def test_parse_faces_refuses_malformed_answers(payload: object) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -11,10 +11,12 @@ import httpx
 import numpy as np
 from fastapi import FastAPI, Request
 
-from smartlock.engine.policy import Decision, Face
-from smartlock.engine.sinks import UnlockLog, WebhookSink, current_timestamp, unique_path
+from smartlock.engine.files import current_timestamp, unique_path
+from smartlock.engine.policy import Decision
+from smartlock.engine.sinks import UnlockLog, WebhookSink
 from smartlock.fileio import atomic_write
-from tests.support import uvicorn_server
+from tests.engine.fakes import face
+from tests.support import uvicorn_server, wait_for
 
 DECISION = Decision("alice", 0.97, (0.91, 0.97), 1.0, 1.4)
 
@@ -29,7 +31,7 @@ def test_current_timestamp_has_the_seed_format() -> None:
 
 def test_unlock_log_writes_the_seed_layout(tmp_path: Path) -> None:
     log = UnlockLog(tmp_path, threshold=0.8)
-    faces = [Face("alice", 0.97, (1, 2, 3, 4)), Face("bob", 0.3, None), Face("carol", 0.85, None)]
+    faces = [face("alice", 0.97, (1, 2, 3, 4)), face("bob", 0.3), face("carol", 0.85)]
     image = np.zeros((36, 64, 3), np.uint8)
     first = log.save(image, faces, DECISION)
     second = log.save(image, faces, DECISION)  # same second: a distinct folder, nothing overwritten
@@ -69,15 +71,23 @@ def test_webhook_posts_json_events_to_a_real_server() -> None:
 
 
 def test_a_hanging_webhook_never_blocks_emit() -> None:
+    posting, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
     def hang(request: httpx.Request) -> httpx.Response:
-        time.sleep(0.3)
+        calls.append(json.loads(request.content)["n"])
+        posting.set()
+        release.wait(10)  # hangs until the test has emitted everything
         raise httpx.ReadTimeout("too slow", request=request)
 
     sink = WebhookSink("http://hook.invalid/", timeout=0.1, max_queue=3, transport=httpx.MockTransport(hang))
-    start = time.monotonic()
-    for index in range(50):
-        sink.emit({"event": "recognised", "n": index})
-    assert time.monotonic() - start < 0.2
-    assert sink.dropped >= 40
+    sink.emit({"event": "recognised", "n": 0})
+    wait_for(posting.is_set, what="the first POST to hang")
+    for index in range(1, 50):
+        sink.emit({"event": "recognised", "n": index})  # would block for good if emit waited for the worker
+    # every emit returned while the first POST still hangs: 3 queued, the other 46 dropped
+    assert calls == [0] and not release.is_set()
+    assert sink.dropped == 46
+    release.set()
     sink.close(timeout=5)
     assert sink.failed >= 1 and sink.sent == 0

@@ -57,7 +57,9 @@ def test_importing_the_package_needs_no_ml_library():
         "import smartlock.recognition.store, smartlock.recognition.images\n"
         "import smartlock.recognition.training, smartlock.recognition.commands\n"
         "import smartlock.recognition.backends.arcface, smartlock.recognition.backends.dlib\n"
-        "import smartlock.recognition.api, smartlock.recognition.client, smartlock.recognition.service\n"
+        "import smartlock.recognition.api, smartlock.recognition.client\n"
+        "import smartlock.recognition.serve_command\n"
+        "import smartlock.recognition.settings, smartlock.recognition.calibration\n"
         "import smartlock.docs_ui\n"
         "print('ok')\n"
     )

@@ -144,7 +144,7 @@ class TestGallery:
         _, direct = gallery.person_scores(direction(1, 1)[None], cosine)
         assert scores[0, 1] == pytest.approx(float(direct[0, 1]))
 
-    def test_enrolled_faces_are_recognised_and_strangers_are_not(self):
+    def test_enrolled_faces_are_recognized_and_strangers_are_not(self):
         gallery = make_gallery(5)
         names, _, confidences = gallery.match(np.stack([direction(p, 9) for p in range(1, 6)]), cosine)
         assert [names[i] for i in confidences.argmax(axis=1)] == [f"person{p:03d}" for p in range(1, 6)]

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from smartlock.errors import BadImageError
-from smartlock.recognition.images import decode_image, encode_jpeg, load_image
+from smartlock.recognition.images import decode_image, encode_jpeg_rgb, load_image
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
@@ -36,7 +36,7 @@ def test_png_round_trip_is_exact():
 
 def test_jpeg_round_trip_is_close():
     rgb = gradient()
-    decoded = decode_image(encode_jpeg(rgb, quality=95))
+    decoded = decode_image(encode_jpeg_rgb(rgb, quality=95))
     assert decoded.shape == rgb.shape
     assert np.abs(decoded.astype(int) - rgb).mean() < 4
 
@@ -98,7 +98,7 @@ def test_bad_bytes_are_refused(data, message):
 
 
 def test_truncated_jpeg_is_refused():
-    data = encode_jpeg(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8))
+    data = encode_jpeg_rgb(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8))
     with pytest.raises(BadImageError, match=r"truncated|damaged"):
         decode_image(data[: len(data) // 2])
 
@@ -120,6 +120,6 @@ def test_load_image_names_the_file(tmp_path):
 
 def test_encode_jpeg_refuses_other_arrays():
     with pytest.raises(BadImageError):
-        encode_jpeg(np.zeros((4, 4, 3), np.float32))
+        encode_jpeg_rgb(np.zeros((4, 4, 3), np.float32))
     with pytest.raises(BadImageError):
-        encode_jpeg(np.zeros((4, 4, 4), np.uint8))
+        encode_jpeg_rgb(np.zeros((4, 4, 4), np.uint8))

@@ -9,20 +9,7 @@ from dataclasses import dataclass
 from smartlock.errors import NotEnrolled
 from smartlock.recognition.images import decode_image
 from smartlock.recognition.recognizer import validate_name
-
-
-@dataclass(frozen=True)
-class FakeOutcome:
-    filename: str
-    enrolled: bool
-    image_id: str | None = None
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class FakeImage:
-    image_id: str
-    source: str
+from smartlock.recognition.schemas import BoundingBox, EnrolledImage, EnrollOutcome, Face, Prediction
 
 
 @dataclass(frozen=True)
@@ -31,18 +18,22 @@ class FakeFace:
     confidence: float
     others: tuple[tuple[str, float], ...]
 
-    def to_api(self, include_predictions: bool = False) -> dict:
-        everyone = [{"label": self.label, "confidence": self.confidence}]
-        everyone += [{"label": label, "confidence": confidence} for label, confidence in self.others]
-        return {
-            "top_prediction": everyone[0],
-            "bounding_box": {"left": 1.0, "top": 2.0, "right": 30.0, "bottom": 40.0},
-            "all_predictions": everyone if include_predictions else None,
-        }
+    def to_face(self, include_predictions: bool = False) -> Face:
+        everyone = [Prediction(label=self.label, confidence=self.confidence)]
+        everyone += [Prediction(label=label, confidence=confidence) for label, confidence in self.others]
+        return Face(
+            top_prediction=everyone[0],
+            bounding_box=BoundingBox(left=1.0, top=2.0, right=30.0, bottom=40.0),
+            all_predictions=everyone if include_predictions else None,
+        )
+
+
+def refused(filename: str, reason: str) -> EnrollOutcome:
+    return EnrollOutcome(filename=filename, enrolled=False, image_id=None, reason=reason)
 
 
 class FakeRecognizer:
-    """Decodes every image for real (so bad input fails as it would), then "recognises" one face per
+    """Decodes every image for real (so bad input fails as it would), then "recognizes" one face per
     image: the person who enrolled exactly these bytes at confidence 0.99, everyone else at 0.01.
     Images whose first decoded pixel is pure black contain no face; pure white ones contain two."""
 
@@ -50,7 +41,7 @@ class FakeRecognizer:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._people: dict[str, list[FakeImage]] = {}
+        self._people: dict[str, list[EnrolledImage]] = {}
         self._owner: dict[str, str] = {}  # image sha -> name
         self._digest_of: dict[str, str] = {}  # image id -> sha
         self._crops: dict[str, bytes] = {}  # image id -> the enrolled bytes (stand-in for a face crop)
@@ -75,31 +66,32 @@ class FakeRecognizer:
         others = tuple((name, 0.01) for name in names if name != best)
         return [FakeFace(best, 0.99 if owner else 0.01, others)] * count
 
-    def people(self) -> dict[str, list[FakeImage]]:
+    def people(self) -> dict[str, list[EnrolledImage]]:
         with self._lock:
             return {name: list(images) for name, images in sorted(self._people.items())}
 
-    def enroll(self, name: str, images: list[tuple[str, bytes]], multiple_faces: str = "refuse") -> list:
+    def enroll(self, name: str, images: list[tuple[str, bytes]],
+               multiple_faces: str = "refuse") -> list[EnrollOutcome]:
         validate_name(name)
         outcomes = []
         for filename, data in images:
             try:
                 count = self._faces_in(data)
             except ValueError as err:
-                outcomes.append(FakeOutcome(filename, False, reason=f"not an image: {err}"))
+                outcomes.append(refused(filename, f"not an image: {err}"))
                 continue
             if count == 0 or (count > 1 and multiple_faces == "refuse"):
                 reason = "no face" if not count else "several faces"
-                outcomes.append(FakeOutcome(filename, False, reason=reason))
+                outcomes.append(refused(filename, reason))
                 continue
             digest = hashlib.sha256(data).hexdigest()
             image_id = digest[:12]
             with self._lock:
-                self._people.setdefault(name, []).append(FakeImage(image_id, filename))
+                self._people.setdefault(name, []).append(EnrolledImage(image_id=image_id, source=filename))
                 self._owner[digest] = name
                 self._digest_of[image_id] = digest
                 self._crops[image_id] = data
-            outcomes.append(FakeOutcome(filename, True, image_id=image_id))
+            outcomes.append(EnrollOutcome(filename=filename, enrolled=True, image_id=image_id, reason=None))
         return outcomes
 
     def remove_person(self, name: str) -> None:

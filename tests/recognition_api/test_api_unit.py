@@ -256,8 +256,8 @@ def test_an_unauthenticated_upload_is_refused_before_it_is_parsed() -> None:
 def test_health_and_calibration(served: Served) -> None:
     enroll(served, "alice", ("a.jpg", BLUE), ("b.jpg", GREEN))
     assert served.http.get("/health").json() == {
-        "status": "ok", "version": __version__, "backend": "fake", "people": 1, "images": 2,
-        "model_hashes": {"fake.onnx": "0" * 64},
+        "status": "ok", "part": "recognition", "version": __version__, "problems": [], "backend": "fake",
+        "people": 1, "images": 2, "model_hashes": {"fake.onnx": "0" * 64},
     }
     # numpy values become plain JSON, NaN becomes null
     assert served.http.get("/calibration").json() == {

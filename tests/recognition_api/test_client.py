@@ -48,7 +48,7 @@ def test_recognize_posts_the_seed_multipart_and_returns_faces() -> None:
         return httpx.Response(200, json={"faces": [FACE]})
 
     with mock_client(handler, api_key="k") as client:
-        assert client.recognize_jpeg(BLUE) == [FACE]
+        assert [face.model_dump() for face in client.recognize_jpeg(BLUE)] == [FACE]
         client.recognize_jpeg(BLUE, include_predictions=True)
     first, second = seen
     assert (first.method, str(first.url)) == ("POST", "http://door-pi:5000/face-recognition")
@@ -76,6 +76,22 @@ def test_recognize_posts_the_seed_multipart_and_returns_faces() -> None:
 def test_malformed_answers_are_service_errors(answer: httpx.Response) -> None:
     with mock_client(lambda request: answer) as client, pytest.raises(ServiceError):
         client.recognize_jpeg(BLUE)
+
+
+@pytest.mark.parametrize(
+    ("call", "answer"),
+    [
+        ("people", {"people": "none"}),
+        ("people", {"people": [{"name": "a", "image_count": 1}]}),
+        ("enroll", {"name": "me", "enrolled": 1}),
+        ("enroll", {"name": "me", "enrolled": 1, "refused": 0, "outcomes": [{"filename": "x"}]}),
+        ("health", {"status": "ok"}),
+    ],
+)
+def test_malformed_gallery_answers_are_service_errors(call: str, answer: dict) -> None:
+    with mock_client(lambda request: httpx.Response(200, json=answer)) as client, \
+            pytest.raises(ServiceError, match="malformed answer"):
+        client.enroll("me", [("a.jpg", BLUE)]) if call == "enroll" else getattr(client, call)()
 
 
 def test_error_statuses_carry_the_message_and_code() -> None:
@@ -130,7 +146,7 @@ def test_enroll_accepts_pairs_and_paths(tmp_path) -> None:
         return httpx.Response(200, json={"name": "me", "enrolled": 1, "refused": 0, "outcomes": outcomes})
 
     with mock_client(handler) as client:
-        assert client.enroll("me", [("a.jpg", b"AAA"), photo])["enrolled"] == 1
+        assert client.enroll("me", [("a.jpg", b"AAA"), photo]).enrolled == 1
         with pytest.raises(ServiceError, match="cannot read"):
             client.enroll("me", [tmp_path / "missing.jpg"])
         with pytest.raises(ServiceError, match="no photos"):
@@ -140,12 +156,16 @@ def test_enroll_accepts_pairs_and_paths(tmp_path) -> None:
 
 def test_against_a_real_server(served: Served) -> None:
     with RecognitionClient(f"{served.url}/face-recognition") as client:
-        assert client.health()["people"] == 0
+        health = client.health()
+        assert (health.status, health.part, health.backend, health.people) == ("ok", "recognition", "fake", 0)
         result = client.enroll("alice", [("a.jpg", BLUE), ("b.txt", b"text")])
-        assert [o["enrolled"] for o in result["outcomes"]] == [True, False]
-        image_id = result["outcomes"][0]["image_id"]
-        assert client.recognize_jpeg(BLUE)[0]["top_prediction"] == {"label": "alice", "confidence": 0.99}
-        assert [p["name"] for p in client.people()] == ["alice"]
+        assert [o.enrolled for o in result.outcomes] == [True, False]
+        image_id = result.outcomes[0].image_id
+        assert image_id is not None
+        [face] = client.recognize_jpeg(BLUE)
+        assert (face.label, face.confidence, face.box) == ("alice", 0.99, (1.0, 2.0, 30.0, 40.0))
+        listed = [(p.name, p.image_count, p.images[0].source) for p in client.people()]
+        assert listed == [("alice", 1, "a.jpg")]
         assert client.image_crop("alice", image_id) == BLUE
         assert json.dumps(client.calibration())
         for bad in ("a/b", "..", "x\ny"):

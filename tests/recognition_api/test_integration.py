@@ -50,7 +50,7 @@ def test_the_seed_client_code_path(server: str, trained_model: TrainedModel) -> 
     assert faces[0]["all_predictions"] is None
 
 
-def test_enrolled_people_are_recognised_strangers_not(server: str, trained_model: TrainedModel) -> None:
+def test_enrolled_people_are_recognized_strangers_not(server: str, trained_model: TrainedModel) -> None:
     for name, probes in trained_model.enrolled.items():
         for probe in probes[:2]:
             prediction = top(server, probe)
@@ -144,9 +144,9 @@ def test_a_restart_finds_the_gallery_as_it_was_left(trained_model: TrainedModel,
     victim = sorted(trained_model.enrolled)[0]
     with recognition_service(model_dir, tmp_path) as url:
         client = RecognitionClient(f"{url}/face-recognition", timeout=TIMEOUT)
-        assert client.enroll(name, photos[:3], multiple_faces="largest")["enrolled"] == 3
-        victim_images = next(p for p in client.people() if p["name"] == victim)["images"]
-        first_image = victim_images[0]["image_id"]
+        assert client.enroll(name, photos[:3], multiple_faces="largest").enrolled == 3
+        victim_images = next(p for p in client.people() if p.name == victim).images
+        first_image = victim_images[0].image_id
         client.remove_image(victim, first_image)
         left = client.people()
         assert top(url, photos[3])["label"] == name
@@ -154,7 +154,7 @@ def test_a_restart_finds_the_gallery_as_it_was_left(trained_model: TrainedModel,
         client = RecognitionClient(f"{url}/face-recognition", timeout=TIMEOUT)
         assert client.people() == left
         assert first_image not in str(left)
-        assert client.health()["people"] == len(trained_model.enrolled) + 1
+        assert client.health().people == len(trained_model.enrolled) + 1
         again = top(url, photos[3])
         assert again["label"] == name and again["confidence"] >= 0.8
 
@@ -168,19 +168,19 @@ def test_concurrent_enrollments_and_recognitions(trained_model: TrainedModel, tm
     errors: list[str] = []
     done = threading.Event()
 
-    def recognise() -> None:
+    def recognize() -> None:
         try:
             with httpx.Client(base_url=url, timeout=TIMEOUT) as http:
                 for _ in range(200):  # bounded; stops early once the enrollments are done
                     response = http.post("/face-recognition", files={"image": probes[0].read_bytes()})
                     if response.status_code != 200:
-                        errors.append(f"recognise: {response.status_code} {response.text}")
+                        errors.append(f"recognize: {response.status_code} {response.text}")
                     elif response.json()["faces"][0]["top_prediction"]["label"] != known:
-                        errors.append(f"recognise: {response.json()['faces'][0]['top_prediction']}")
+                        errors.append(f"recognize: {response.json()['faces'][0]['top_prediction']}")
                     if done.is_set():
                         return
         except Exception as err:  # a thread's exception would otherwise vanish and the test pass
-            errors.append(f"recognise: {err!r}")
+            errors.append(f"recognize: {err!r}")
 
     def enroll(name: str, photos: list[Path]) -> None:
         try:
@@ -194,7 +194,7 @@ def test_concurrent_enrollments_and_recognitions(trained_model: TrainedModel, tm
             errors.append(f"enroll {name}: {err!r}")
 
     with recognition_service(model_dir, tmp_path) as url:
-        readers = [threading.Thread(target=recognise) for _ in range(2)]
+        readers = [threading.Thread(target=recognize) for _ in range(2)]
         writers = [threading.Thread(target=enroll, args=item) for item in newcomers]
         for thread in readers + writers:
             thread.start()
@@ -233,6 +233,6 @@ def test_api_key_and_empty_gallery_start(tmp_path: Path, trained_model: TrainedM
         with RecognitionClient(f"{url}/face-recognition", api_key="correct horse battery staple",
                                timeout=TIMEOUT) as client:
             outcome = client.enroll("First_Person", [("me.jpg", photo)], multiple_faces="largest")
-            assert outcome["enrolled"] == 1
-            assert client.recognize_jpeg(photo)[0]["top_prediction"]["label"] == "First_Person"
+            assert outcome.enrolled == 1
+            assert client.recognize_jpeg(photo)[0].label == "First_Person"
     assert (model_dir / "gallery.json").is_file() and (model_dir / "gallery.npz").is_file()

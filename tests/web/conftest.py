@@ -1,4 +1,5 @@
-"""Fixtures of the dashboard's API tests: a real dashboard server with fake collaborators."""
+"""Fixtures of the dashboard's API tests: a real dashboard server in front of the real camera app (over a
+still-picture source), with fake recognition and door clients."""
 
 from __future__ import annotations
 
@@ -9,25 +10,22 @@ from pathlib import Path
 import httpx
 import pytest
 
-from smartlock.web.app import CSRF_HEADER, Dashboard, create_app
+from smartlock.camera.api import create_app as create_camera_app
+from smartlock.camera.stream import FrameHub
+from smartlock.web.app import create_app
 from smartlock.web.auth import PasswordStore, SessionStore
+from smartlock.web.clients import CameraLink
+from smartlock.web.dashboard import Dashboard
 from smartlock.web.events import EventStore
-from smartlock.web.services import CameraLink, CaptureStore, CollectedFrames
+from smartlock.web.frame_stores import CaptureStore, CollectedFrames
+from smartlock.web.routes.guards import CSRF_HEADER
 from smartlock.web.settings import SettingsStore
-from tests.support import uvicorn_server
-from tests.web.fakes import FakeDoor, FakeRecognition, fake_camera_app, jpeg
+from tests.support import ManualClock, uvicorn_server
+from tests.web.fakes import FakeDoor, FakeRecognition, StillSource, jpeg
 
 PASSWORD = "correct horse battery"
 CAMERA_TOKEN = "camera-secret-token"
 WEBHOOK_TOKEN = "webhook-secret-token"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -36,7 +34,7 @@ class System:
     dashboard: Dashboard
     recognition: FakeRecognition
     door: FakeDoor
-    clock: FakeClock
+    clock: ManualClock
     tmp: Path
 
     def client(self, signed_in: bool = True) -> httpx.Client:
@@ -49,14 +47,23 @@ class System:
 
 
 @pytest.fixture(scope="module")
-def camera_url() -> Iterator[str]:
-    with uvicorn_server(fake_camera_app(jpeg(), token=CAMERA_TOKEN)) as url:
+def camera_hub() -> Iterator[FrameHub]:
+    """The camera's frame hub over a still 320x240 picture at 24 fps (the camera app starts and stops it)."""
+    hub = FrameHub(StillSource(jpeg(), fps=24.0))
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="module")
+def camera_url(camera_hub: FrameHub) -> Iterator[str]:
+    """The real camera service (smartlock.camera.api), token required, on a real uvicorn."""
+    with uvicorn_server(create_camera_app(camera_hub, token=CAMERA_TOKEN), health_path="/health") as url:
         yield url
 
 
 @pytest.fixture
 def system(tmp_path: Path, camera_url: str) -> Iterator[System]:
-    recognition, door, clock = FakeRecognition(), FakeDoor(), FakeClock()
+    recognition, door, clock = FakeRecognition(), FakeDoor(), ManualClock()
     passwords = PasswordStore(tmp_path / "web" / "password.json")
     passwords.set(PASSWORD)
     dashboard = Dashboard(

@@ -1,18 +1,25 @@
 """Stand-ins for the dashboard's collaborators in unit tests: a recognition client, a door client and a
-camera service (a real HTTP app serving real JPEGs)."""
+camera source (for the real camera app)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import threading
+import time
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
 from PIL import Image
 
+from smartlock.camera.source_base import Pacer, RawFrame, Source
 from smartlock.errors import ServiceError, ServiceRefused
+from smartlock.recognition.schemas import (
+    EnrolledImage,
+    Enrollment,
+    EnrollOutcome,
+    Face,
+    Person,
+    parse_faces,
+)
 
 
 def jpeg(width: int = 320, height: int = 240, color: tuple[int, int, int] = (90, 120, 150)) -> bytes:
@@ -22,9 +29,9 @@ def jpeg(width: int = 320, height: int = 240, color: tuple[int, int, int] = (90,
 
 
 class FakeRecognition:
-    """Duck-types RecognitionClient. Every photo enrolls, except files named *noface* (refused 'no face')
-    and *crowd* (refused 'several faces (2)'; their face crops are not). ``seen`` is what recognize_jpeg
-    reports for every frame."""
+    """Duck-types RecognitionClient, answering with the API's models. Every photo enrolls, except files
+    named *noface* (refused 'no face') and *crowd* (refused 'several faces (2)'; their face crops are not).
+    ``seen`` (the API's JSON of faces) is what recognize_jpeg reports for every frame."""
 
     def __init__(self) -> None:
         self.people_images: dict[str, list[dict]] = {}
@@ -38,20 +45,20 @@ class FakeRecognition:
         if self.down:
             raise ServiceError("POST http://127.0.0.1:1/face-recognition: ConnectError: refused")
 
-    def recognize_jpeg(self, jpeg: bytes, include_predictions: bool = False) -> list[dict]:
+    def recognize_jpeg(self, jpeg: bytes, include_predictions: bool = False) -> list[Face]:
         self._check()
         with self._lock:
             self.recognitions += 1
-        return [dict(face) for face in self.seen]
+        return parse_faces(self.seen)
 
-    def people(self) -> list[dict]:
+    def people(self) -> list[Person]:
         self._check()
         return [
-            {"name": name, "image_count": len(images), "images": list(images)}
+            Person(name=name, image_count=len(images), images=[EnrolledImage(**image) for image in images])
             for name, images in sorted(self.people_images.items())
         ]
 
-    def enroll(self, name: str, files: list[tuple[str, bytes]]) -> dict:
+    def enroll(self, name: str, files: list[tuple[str, bytes]]) -> Enrollment:
         self._check()
         if "/" in name:
             raise ServiceRefused(f"POST http://x/people/{name}/images: 400: bad name {name!r}", 400)
@@ -70,7 +77,8 @@ class FakeRecognition:
             self.enrolled_files.append((name, filename, data))
             outcomes.append({"filename": filename, "enrolled": True, "image_id": image_id, "reason": None})
         enrolled = sum(o["enrolled"] for o in outcomes)
-        return {"name": name, "enrolled": enrolled, "refused": len(outcomes) - enrolled, "outcomes": outcomes}
+        return Enrollment(name=name, enrolled=enrolled, refused=len(outcomes) - enrolled,
+                          outcomes=[EnrollOutcome(**outcome) for outcome in outcomes])
 
     def remove_person(self, name: str) -> None:
         self._check()
@@ -85,10 +93,6 @@ class FakeRecognition:
         if len(kept) == len(images):
             raise ServiceRefused(f"DELETE http://x/people/{name}/images/{image_id}: 404: no such image", 404)
         self.people_images[name] = kept
-
-    def health(self) -> dict:
-        self._check()
-        return {"status": "ok", "backend": "fake"}
 
     def calibration(self) -> dict:
         self._check()
@@ -124,35 +128,27 @@ class FakeDoor:
         return {"events": [{"id": 1, "action": "lock", "outcome": "accepted"}][:limit], "next_before": None}
 
 
-def fake_camera_app(frame: bytes, token: str | None = None) -> FastAPI:
-    """A camera service with the real endpoints' shapes: /snapshot.jpg, /stream.mjpg (a few frames),
-    /health. With ``token``, snapshot and stream need ``Authorization: Bearer <token>``."""
-    app = FastAPI()
+class StillSource(Source):
+    """A camera source showing one JPEG at ``fps`` (passed through by the camera's encoder as is)."""
 
-    def allowed(request) -> bool:
-        return token is None or request.headers.get("authorization") == f"Bearer {token}"
+    kind = "still"
 
-    @app.get("/snapshot.jpg")
-    async def snapshot(request: Request) -> Response:
-        if not allowed(request):
-            return JSONResponse({"message": "token"}, status_code=401)
-        return Response(frame, media_type="image/jpeg")
+    def __init__(self, frame: bytes, fps: float = 24.0) -> None:
+        super().__init__("still picture", fps)
+        self.frame = frame
+        self._pacer = Pacer(fps)
+        self._open = False
 
-    @app.get("/stream.mjpg")
-    async def stream(request: Request) -> Response:
-        if not allowed(request):
-            return JSONResponse({"message": "token"}, status_code=401)
+    @property
+    def is_open(self) -> bool:
+        return self._open
 
-        async def frames():
-            for _ in range(3):
-                yield b"--FRAME\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(frame)
-                yield frame + b"\r\n"
-                await asyncio.sleep(0.01)
+    def open(self) -> None:
+        self._open = True
 
-        return StreamingResponse(frames(), media_type="multipart/x-mixed-replace; boundary=FRAME")
+    def read(self) -> RawFrame:
+        self._pacer.wait(self)
+        return RawFrame(time.time(), jpeg=self.frame)
 
-    @app.get("/health")
-    async def health() -> dict:
-        return {"status": "ok", "source": "fake", "fps": 24.0}
-
-    return app
+    def close(self) -> None:
+        self._open = False

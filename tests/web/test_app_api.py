@@ -1,4 +1,5 @@
-"""The dashboard's data API against a real camera-like server and fake recognition and door clients."""
+"""The dashboard's data API against the real camera app (a still-picture source) and fake recognition and
+door clients."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from datetime import datetime
 
 from PIL import Image
 
+from smartlock.camera.mjpeg import iter_multipart
+from smartlock.engine.files import collected_path, crop_name, write_collected, write_unlock_frame
+from smartlock.recognition.store import crop_path
+from tests.support import wait_for
 from tests.web.conftest import WEBHOOK_TOKEN, System
 from tests.web.fakes import jpeg
 
@@ -21,16 +26,6 @@ def _image_size(data: bytes) -> tuple[int, int]:
         return image.size
 
 
-def _wait_for(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def test_camera_proxy_passes_the_token_and_streams(system: System) -> None:
     client = system.client()
     snapshot = client.get("/api/camera/snapshot.jpg")
@@ -39,13 +34,16 @@ def test_camera_proxy_passes_the_token_and_streams(system: System) -> None:
     with client.stream("GET", "/api/camera/stream.mjpg") as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("multipart/x-mixed-replace")
-        body = b"".join(response.iter_raw())
-    assert body.count(b"--FRAME") == 3 and body.count(b"\xff\xd8") == 3
-    assert client.get("/api/camera/health").json()["fps"] == 24.0
+        parts = iter_multipart(response.iter_raw(), "FRAME")  # the camera's stream never ends: take three
+        frames = [next(parts) for _ in range(3)]
+    assert all(headers["content-type"] == "image/jpeg" for headers, _ in frames)
+    assert all(body == snapshot.content for _, body in frames)  # the camera's frames, byte for byte
+    health = client.get("/api/camera/health").json()
+    assert (health["state"], health["source"], health["nominal_fps"]) == ("ok", "still picture", 24.0)
 
 
 def test_camera_down_is_a_502_with_a_message(system: System) -> None:
-    from smartlock.web.services import CameraLink
+    from smartlock.web.clients import CameraLink
 
     system.dashboard.camera = CameraLink("http://127.0.0.1:9", None)  # nothing listens on port 9
     system.dashboard.live.camera = system.dashboard.camera
@@ -56,7 +54,7 @@ def test_camera_down_is_a_502_with_a_message(system: System) -> None:
         assert "camera" in response.json()["message"]
 
 
-def test_live_faces_are_recognised_on_the_latest_frame(system: System) -> None:
+def test_live_faces_are_recognized_on_the_latest_frame(system: System) -> None:
     system.recognition.seen = [FACE]
     system.dashboard.live.min_interval = 0.0
     answer = system.client().get("/api/live/faces").json()
@@ -144,9 +142,9 @@ def test_remove_photo_and_person(system: System) -> None:
 
 
 def test_person_photo_is_the_crop_kept_by_the_recognizer(system: System) -> None:
-    crops = system.tmp / "model" / "faces"
-    crops.mkdir(parents=True)
-    (crops / "0123456789abcdef.jpg").write_bytes(jpeg(50, 50))
+    crop = crop_path(system.tmp / "model", "0123456789abcdef")  # where the recognizer keeps it
+    crop.parent.mkdir(parents=True)
+    crop.write_bytes(jpeg(50, 50))
     client = system.client()
     ok = client.get("/api/people/photo.jpg", params={"name": "ada", "image_id": "0123456789abcdef"})
     assert ok.status_code == 200 and _image_size(ok.content) == (50, 50)
@@ -173,17 +171,16 @@ def test_enroll_frames_taken_from_the_live_view(system: System) -> None:
 
 
 def _collected(system: System, label: str, confidence: float, crop: bool) -> str:
+    """A frame saved as `smartlock collect` saves it (through the engine's own writer)."""
     folder = system.tmp / "collected"
     folder.mkdir(exist_ok=True)
-    stamp = datetime.now().astimezone().replace(microsecond=0).isoformat(" ")
-    stem = f"{label}-{confidence:.2f}-{stamp}"
-    (folder / f"{stem}.jpeg").write_bytes(jpeg(color=(int(confidence * 100), 1, 2)))
+    frame = collected_path(folder, label, confidence)
+    face_crop = crop_name(frame, 1) if crop else None
     faces = [{"top_prediction": {"label": label, "confidence": confidence}, "in_band": True,
-              "crop": f"{stem}.face-1.jpeg" if crop else None}]
-    if crop:
-        (folder / f"{stem}.face-1.jpeg").write_bytes(jpeg(60, 60, color=(3, 2, 1)))
-    (folder / f"{stem}.json").write_text(json.dumps({"frame": f"{stem}.jpeg", "faces": faces}))
-    return f"{stem}.jpeg"
+              "crop": face_crop}]
+    write_collected(frame, jpeg(color=(int(confidence * 100), 1, 2)), {"frame": frame.name, "faces": faces},
+                    {face_crop: jpeg(60, 60, color=(3, 2, 1))} if face_crop else None)
+    return frame.name
 
 
 def test_enroll_frames_the_collector_saved(system: System) -> None:
@@ -220,17 +217,14 @@ def test_engine_webhook_needs_its_secret(system: System) -> None:
 
 
 def test_an_unlock_event_gets_the_frame_the_engine_saved(system: System) -> None:
-    stamp = datetime.now().astimezone().replace(microsecond=0).isoformat(" ")
-    folder = system.tmp / "log" / "unlock-frames" / stamp
-    folder.mkdir(parents=True)
-    (folder / "frame.jpeg").write_bytes(jpeg(640, 360, color=(200, 10, 10)))
-    (folder / "faces.json").write_text(json.dumps({"faces": [FACE]}))
+    folder = write_unlock_frame(system.tmp / "log", jpeg(640, 360, color=(200, 10, 10)), {"faces": [FACE]})
+    stamp = folder.name  # the engine names the folder by the local time of the unlock, to the second
     hook = system.client(signed_in=False)
     answer = hook.post(f"/hooks/engine/{WEBHOOK_TOKEN}", json={
         "event": "unlocked", "time": stamp, "person": "ada", "confidence": 0.93, "frames": 2})
     assert answer.json()["recorded"] is True
     client = system.client()
-    event = _wait_for(lambda: (client.get("/api/events").json()["events"] or [{}])[0].get("thumb") and
+    event = wait_for(lambda: (client.get("/api/events").json()["events"] or [{}])[0].get("thumb") and
                       client.get("/api/events").json()["events"][0])
     assert (event["kind"], event["person"], event["confidence"]) == ("unlock", "ada", 0.93)
     assert abs(event["time"] - datetime.fromisoformat(stamp).timestamp()) < 1
@@ -265,7 +259,7 @@ def test_strangers_and_sightings_are_told_apart_and_merged(system: System) -> No
     assert client.get("/api/events?kind=bogus").status_code == 400
     assert client.get("/api/events").json()["people"] == ["ada"]
     # the camera's frame of the moment is attached to new rows
-    _wait_for(lambda: all(e["thumb"] for e in client.get("/api/events").json()["events"]))
+    wait_for(lambda: all(e["thumb"] for e in client.get("/api/events").json()["events"]))
 
 
 def test_calibration_and_the_threshold_setting(system: System) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from smartlock.web.app import COOKIE, CSRF_HEADER
+from smartlock.web.routes.guards import COOKIE, CSRF_HEADER
 from tests.web.conftest import PASSWORD, System
 
 PAGES = ["/live", "/events", "/people", "/calibration"]
@@ -82,7 +82,7 @@ def test_state_changes_need_the_csrf_header_and_the_same_origin(system: System) 
 def test_sessions_expire_and_sign_out_ends_them(system: System) -> None:
     client = system.client()
     assert client.get("/api/system").status_code == 200
-    system.clock.now += 601  # idle longer than the idle timeout
+    system.clock.advance(601)  # idle longer than the idle timeout
     assert client.get("/api/system").status_code == 401
     assert client.get("/live").status_code == 303
     client = system.client()
@@ -137,6 +137,23 @@ def test_security_headers(system: System) -> None:
 
 
 def test_csrf_header_name_matches_the_front_end() -> None:
-    from smartlock.web.app import STATIC_DIR
+    from smartlock.web.routes.pages import STATIC_DIR
 
     assert f'"{CSRF_HEADER}"' in (STATIC_DIR / "common.js").read_text()
+
+
+def test_request_bodies_are_limited_per_path(system: System) -> None:
+    """Refused (413) before parsing: a sign-in form is a few KB, a JSON call 64 KB, a photo up to 20 MB."""
+    anonymous = system.client(signed_in=False)
+    huge_login = anonymous.post("/api/auth/login", json={"password": "x" * 20_000})
+    assert huge_login.status_code == 413 and "limit" in huge_login.json()["message"]
+    client = system.client()
+    huge_json = client.put("/api/settings", content=b'{"threshold": 0.9' + b" " * 70_000 + b"}",
+                           headers={"content-type": "application/json"})
+    assert huge_json.status_code == 413
+    assert system.dashboard.settings.current.threshold == 0.8
+    big_photo = client.post("/api/people/enroll", data={"name": "ada"},
+                            files=[("photos", ("big.jpg", b"\xff\xd8" + b"0" * (20 * 2**20), "image/jpeg"))])
+    assert big_photo.status_code == 413  # past the JSON limit: the upload's own per-photo check answers
+    assert big_photo.json()["message"] == "big.jpg: photos are limited to 20 MB"
+    assert system.recognition.enrolled_files == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 
 import pytest
@@ -14,11 +15,10 @@ from smartlock.web.auth import (
     SessionStore,
     SetupToken,
     hash_password,
-    new_secret_file,
     read_password_file,
     verify_password,
 )
-from tests.web.conftest import FakeClock
+from tests.support import ManualClock
 
 
 def test_hash_verifies_only_the_same_password_and_salts_differ() -> None:
@@ -79,6 +79,10 @@ def test_a_corrupt_password_file_is_a_clear_error(tmp_path) -> None:
 def test_read_password_file(tmp_path) -> None:
     path = tmp_path / "pw"
     path.write_text("  spaces inside kept  \n")
+    os.chmod(path, 0o640)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        read_password_file(path)
+    os.chmod(path, 0o600)
     assert read_password_file(path) == "  spaces inside kept  "
     path.write_text("\n")
     with pytest.raises(ConfigError, match="empty"):
@@ -86,7 +90,7 @@ def test_read_password_file(tmp_path) -> None:
     path.write_text("short\n")
     with pytest.raises(ConfigError, match="at least 8"):
         read_password_file(path)
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="not found"):
         read_password_file(tmp_path / "missing")
 
 
@@ -104,19 +108,19 @@ def test_setup_token_is_single_use() -> None:
 
 
 def test_sessions_expire_when_idle_and_when_old() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     sessions = SessionStore(idle_timeout=100, max_age=250, clock=clock)
     token = sessions.create()
     assert sessions.check(token)
     assert not sessions.check(token + "x") and not sessions.check(None) and not sessions.check("")
-    clock.now += 90
+    clock.advance(90)
     assert sessions.check(token)  # activity keeps it alive...
-    clock.now += 90
+    clock.advance(90)
     assert sessions.check(token)
-    clock.now += 90  # ...but never past max_age
+    clock.advance(90)  # ...but never past max_age
     assert not sessions.check(token)
     idle = sessions.create()
-    clock.now += 101
+    clock.advance(101)
     assert not sessions.check(idle)
     assert len(sessions) == 0
 
@@ -132,23 +136,17 @@ def test_revoking_sessions() -> None:
 
 
 def test_login_throttle_blocks_an_address_for_the_window() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     throttle = LoginThrottle(limit=3, window=60, clock=clock)
     for _ in range(3):
         assert throttle.retry_after("10.0.0.1") == 0
         throttle.failed("10.0.0.1")
     assert 0 < throttle.retry_after("10.0.0.1") <= 60
     assert throttle.retry_after("10.0.0.2") == 0  # other addresses are not affected
-    clock.now += 61
+    clock.advance(61)
     assert throttle.retry_after("10.0.0.1") == 0
     throttle.failed("10.0.0.3")
     throttle.succeeded("10.0.0.3")
     assert throttle.retry_after("10.0.0.3") == 0
 
 
-def test_new_secret_file_is_private_and_stable(tmp_path) -> None:
-    path = tmp_path / "secrets" / "token"
-    token = new_secret_file(path)
-    assert len(token) >= 32
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert new_secret_file(path) == token

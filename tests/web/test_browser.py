@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from smartlock.config import project_root
-from tests.support import LOOPBACK, free_port, stop_process, wait_until_up
+from tests.support import LOOPBACK, free_port, stop_process, wait_for, wait_until_up
 from tests.web.media import person_video
 
 pytestmark = [pytest.mark.timeout(420), pytest.mark.slow]
@@ -90,6 +90,7 @@ def up(tmp_path_factory, faces_dir: Path) -> Iterator[dict]:
     video = person_video(faces_dir / "people" / PERSON / f"{PERSON}_0004.jpg", work / "person.mp4")
     password_file = work / "password"
     password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
     port = free_port()
     data_dir = work / "data"
     log_path = work / "up.log"
@@ -116,19 +117,33 @@ def up(tmp_path_factory, faces_dir: Path) -> Iterator[dict]:
 def _all_parts_running(base: str) -> list[dict]:
     client = httpx.Client(base_url=base, headers={"X-Smartlock-Request": "1"}, timeout=10)
     assert client.post("/api/auth/login", json={"password": PASSWORD}).status_code == 200
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+
+    def running() -> list[dict] | None:
         children = client.get("/api/system").json()["children"]
-        if all(child["state"] == "running" for child in children):
-            return children
-        time.sleep(0.5)
-    raise AssertionError(f"not every part is running: {children}")
+        return children if all(child["state"] == "running" for child in children) else None
+
+    return wait_for(running, timeout=120, interval=0.5, what="every part running")
 
 
 def _unlocks(page) -> list[dict]:
     return page.evaluate(
         "async (person) => (await (await fetch(`/api/events?kind=unlock&person=${person}`)).json()).events",
         PERSON,
+    )
+
+
+def _refusals(page) -> int:
+    """How many refused-unknown events of the engine the timeline has counted (stranger and sighting rows
+    merge repeats, so their counts are summed): each is an analysed frame that opened nothing."""
+    return page.evaluate(
+        """async () => {
+            let total = 0;
+            for (const kind of ["stranger", "sighting"]) {
+                const answer = await (await fetch(`/api/events?kind=${kind}&limit=200`)).json();
+                total += answer.events.reduce((sum, event) => sum + event.count, 0);
+            }
+            return total;
+        }"""
     )
 
 
@@ -156,12 +171,10 @@ def test_enroll_unlock_remove_in_the_browser(browser, up, faces_dir: Path) -> No
         # the live image updates (the video's frame counter and drift change every frame)
         stream = page.locator("#stream")
         expect(page.locator("#stream-notice")).to_be_hidden(timeout=30_000)
-        deadline = time.monotonic() + 30
-        while stream.evaluate("image => image.naturalWidth") == 0 and time.monotonic() < deadline:
-            page.wait_for_timeout(200)
+        page.wait_for_function("document.querySelector('#stream').naturalWidth > 0", timeout=30_000)
         first = stream.screenshot()
-        page.wait_for_timeout(1500)
-        assert stream.screenshot() != first
+        wait_for(lambda: stream.screenshot() != first, timeout=30, interval=0.2,
+                 what="the live image to change")
         page.wait_for_selector("#faces li:has-text('unknown')", timeout=30_000)  # nobody enrolled yet
         page.wait_for_timeout(700)  # let the overlay draw its box
         shot(page, "02-live-nobody-enrolled")
@@ -219,9 +232,15 @@ def test_enroll_unlock_remove_in_the_browser(browser, up, faces_dir: Path) -> No
         page.click("nav >> text=People")
         page.click(f".person[data-name='{PERSON}'] button.danger")
         page.wait_for_selector(f".person[data-name='{PERSON}']", state="detached", timeout=30_000)
-        page.wait_for_timeout(1500)  # a recognition already in flight may still carry the old gallery
+        # A recognition already in flight may still carry the old gallery: once the engine has refused
+        # frames of them, it uses the new one. Then, while it refuses eight more (one event a second at
+        # most, after any block time), no unlock may come.
+        at_removal = _refusals(page)
+        settled = wait_for(lambda: (n := _refusals(page)) >= at_removal + 2 and n, timeout=60, interval=0.3,
+                           what="the engine refusing the removed person")
         before = len(_unlocks(page))
-        page.wait_for_timeout(10_000)  # longer than the engine's block time (6 s) plus its window
+        wait_for(lambda: _refusals(page) >= settled + 8, timeout=90, interval=0.3,
+                 what="eight more refused frames")
         assert len(_unlocks(page)) == before
         page.click("nav >> text=Live")
         page.wait_for_selector("#door-state:has-text('Locked')", timeout=10_000)

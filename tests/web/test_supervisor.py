@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from smartlock.web.supervisor import ChildSpec, Supervisor
-from tests.support import free_port
+from tests.support import free_port, wait_for
 
 CHILD = str(Path(__file__).with_name("child.py"))
 
@@ -23,15 +23,6 @@ def child(name: str, log: Path, *extra: str) -> list[str]:
 
 def lines(log: Path) -> list[list[str]]:
     return [line.split() for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def wait_for(predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def pid_alive(pid: int) -> bool:

@@ -5,14 +5,23 @@ from __future__ import annotations
 import os
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from smartlock.camera.mjpeg import jpeg_size
+from smartlock.engine import files
 from smartlock.web.events import EventStore
 from smartlock.web.files import thumbnail_jpeg
-from smartlock.web.timeline import entry_from_engine, find_unlock_frame
+from smartlock.web.timeline import entry_from_engine
 from tests.web.fakes import jpeg
+
+
+def find_unlock_frame(log_path: Path, when: float, folder_name: str | None = None) -> Path | None:
+    """The frame the dashboard shows for an unlock event: the engine's ``find_unlock_frame``, as the
+    webhook calls it."""
+    saved = files.find_unlock_frame(log_path, when, folder_name)
+    return saved.frame if saved is not None else None
 
 
 @pytest.fixture

@@ -10,26 +10,24 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from smartlock.errors import ConfigError
-from smartlock.web.up import (
+from smartlock.recognition.store import gallery_backend
+from smartlock.web.up import engine_echo, service_echo
+from smartlock.web.up_plan import (
     NO_CAMERA_HINT,
     DataLayout,
     Plan,
     Ports,
-    UpOptions,
+    UpSettings,
     camera_source,
-    engine_echo,
-    gallery_backend,
     local_host,
-    service_echo,
 )
-from tests.support import LOOPBACK, free_port, stop_process, wait_until_up
+from tests.support import LOOPBACK, free_port, stop_process, wait_for, wait_until_up
 from tests.web.media import person_video
 
 
@@ -60,11 +58,12 @@ def test_gallery_backend(tmp_path) -> None:
 def test_data_layout_makes_private_secrets_once(tmp_path) -> None:
     layout = DataLayout(tmp_path / "data")
     layout.prepare()
-    for secret in (layout.door_secret, layout.api_key, layout.camera_token):
+    secrets = (layout.door_secret, layout.api_key, layout.camera_token, layout.webhook_token)
+    for secret in secrets:
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     for folder in (layout.root, layout.secrets, layout.web):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    before = {p: p.read_bytes() for p in (layout.door_secret, layout.api_key, layout.camera_token)}
+    before = {p: p.read_bytes() for p in secrets}
     layout.prepare()
     assert {p: p.read_bytes() for p in before} == before
 
@@ -82,26 +81,58 @@ def test_the_plan_of_child_commands(tmp_path) -> None:
     layout = DataLayout(tmp_path)
     layout.prepare()
     ports = Ports(door=1001, recognition=1002, camera=1003)
-    plan = Plan(UpOptions(data_dir=tmp_path, host="0.0.0.0", port=8123), layout, ports, "hook", "clip.mp4")
+    plan = Plan(UpSettings(host="0.0.0.0", port=8123), layout, ports, "clip.mp4")
     door = plan.door()
     assert door[1:4] == ["-m", "smartlock", "door"]
     assert door[door.index("--pin-factory") + 1] == "mock" and door[door.index("--pin") + 1] == "7"
     assert door[door.index("--host") + 1] == "127.0.0.1"  # the parts listen on loopback only
     engine = plan.engine(0.85)
     assert engine[engine.index("--threshold") + 1] == "0.85"
-    assert engine[engine.index("--webhook-url") + 1] == "http://127.0.0.1:8123/hooks/engine/hook"
+    assert engine[engine.index("--webhook-url") + 1] == "http://127.0.0.1:8123/hooks/engine"
     assert engine[engine.index("--door-api-url") + 1] == "http://127.0.0.1:1001/unlock"
-    assert plan.api_key not in " ".join(engine)  # the API key goes through the environment
-    assert plan.child_env == {"SMARTLOCK_API_KEY": plan.api_key}
-    assert plan.camera()[-2:] == ["--source", "clip.mp4"]
+    assert engine[engine.index("--camera-url") + 1] == "http://127.0.0.1:1003/stream.mjpg"
+    assert engine[engine.index("--camera-token-file") + 1] == str(layout.camera_token)
+    assert engine[engine.index("--face-recognition-api-key-file") + 1] == str(layout.api_key)
+    assert engine[engine.index("--webhook-token-file") + 1] == str(layout.webhook_token)
+    camera = plan.camera()
+    assert camera[camera.index("--source") + 1] == "clip.mp4"
+    assert camera[camera.index("--token-file") + 1] == str(layout.camera_token)
     assert "--backend" not in plan.recognition()
     collector = plan.collector(0.85)
-    assert collector[collector.index("-max") + 1] == "0.85"
-    real = Plan(UpOptions(data_dir=tmp_path, pin=12, backend="dlib"), layout, ports, "hook", None)
-    assert real.door()[real.door().index("--pin-factory") + 1] == "auto"
+    assert collector[collector.index("--max-confidence") + 1] == "0.85"
+    assert collector[collector.index("--camera-token-file") + 1] == str(layout.camera_token)
+    real = Plan(UpSettings(pin=12, backend="dlib"), layout, ports, None)
+    assert real.door()[real.door().index("--pin") + 1] == "12"
+    assert "--pin-factory" not in real.door()  # the default: the real pins of this machine
     assert "--source" not in real.camera()
-    assert real.recognition()[-2:] == ["--backend", "dlib"]
+    recognition = real.recognition()
+    assert recognition[recognition.index("--backend") + 1] == "dlib"
     assert local_host("::") == "127.0.0.1" and local_host("192.168.1.5") == "192.168.1.5"
+
+
+def test_no_secret_reaches_a_child_command_line_or_environment(tmp_path) -> None:
+    layout = DataLayout(tmp_path)
+    layout.prepare()
+    plan = Plan(UpSettings(), layout, Ports(door=1001, recognition=1002, camera=1003), None)
+    argv = " ".join(
+        " ".join(command)
+        for command in (plan.door(), plan.recognition(), plan.camera(), plan.engine(0.8), plan.collector(0.8))
+    )
+    for secret in (layout.api_key, layout.camera_token, layout.webhook_token):
+        value = secret.read_text().strip()
+        assert value not in argv
+    door_key = json.loads(layout.door_secret.read_text())["key"]
+    assert door_key not in argv
+    assert "token=" not in argv
+
+
+def test_child_settings_are_checked_by_the_childs_own_model(tmp_path) -> None:
+    layout = DataLayout(tmp_path)
+    with pytest.raises(ConfigError, match="--lock-delay"):
+        UpSettings.validated(lock_delay=601)
+    plan = Plan(UpSettings(lock_delay=600), layout, Ports(door=1, recognition=2, camera=3), None)
+    door = plan.door()
+    assert door[door.index("--lock-delay") + 1] == "600"
 
 
 def test_terminal_filters() -> None:
@@ -131,7 +162,12 @@ def test_preflight_errors_are_clear_and_start_nothing(tmp_path) -> None:
         taken = run_up("--camera", str(tmp_path), "--data-dir", str(data), "--port", str(port))
     assert taken.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in taken.stderr
     short = tmp_path / "pw"
+    short.write_text("long enough password\n")
+    os.chmod(short, 0o644)
+    readable = run_up("--camera", str(tmp_path), "--data-dir", str(data), "--password-file", str(short))
+    assert readable.returncode == 2 and f"chmod 600 {short}" in readable.stderr
     short.write_text("short\n")
+    os.chmod(short, 0o600)
     weak = run_up("--camera", str(tmp_path), "--data-dir", str(data), "--password-file", str(short))
     assert weak.returncode == 2 and "at least 8 characters" in weak.stderr
     assert not data.exists()
@@ -139,6 +175,15 @@ def test_preflight_errors_are_clear_and_start_nothing(tmp_path) -> None:
     (data / "model" / "gallery.json").write_text(json.dumps({"backend": "arcface"}))
     mismatch = run_up("--camera", str(tmp_path), "--data-dir", str(data), "--backend", "dlib")
     assert mismatch.returncode == 2 and "pass --backend arcface" in mismatch.stderr
+
+
+def _children(client: httpx.Client) -> dict[str, dict]:
+    return {c["name"]: c for c in client.get("/api/system").json()["children"]}
+
+
+def _all_running(client: httpx.Client) -> dict[str, dict] | None:
+    children = _children(client)
+    return children if all(c["state"] == "running" for c in children.values()) else None
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -171,12 +216,8 @@ def test_a_real_run_setup_link_restarts_and_clean_stop(tmp_path, faces_dir: Path
         client = httpx.Client(base_url=base, headers={"X-Smartlock-Request": "1"}, timeout=15)
         chosen = client.post("/api/auth/setup", json={"token": match[2], "password": "first password"})
         assert chosen.is_success
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            children = {c["name"]: c for c in client.get("/api/system").json()["children"]}
-            if all(c["state"] == "running" for c in children.values()):
-                break
-            time.sleep(0.5)
+        children = wait_for(lambda: _all_running(client), timeout=120, interval=0.5,
+                            what="every part running")
         assert list(children) == ["door", "recognition", "camera", "engine"]
         camera_token = (data / "secrets" / "camera-token").read_text().strip()
         assert camera_token not in log_path.read_text()  # redacted from the parts' output
@@ -184,24 +225,25 @@ def test_a_real_run_setup_link_restarts_and_clean_stop(tmp_path, faces_dir: Path
         # a part that dies is started again
         old_camera = children["camera"]["pid"]
         os.kill(old_camera, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            camera = {c["name"]: c for c in client.get("/api/system").json()["children"]}["camera"]
-            if camera["restarts"] == 1 and camera["state"] == "running":
-                break
-            time.sleep(0.3)
+
+        def camera_back() -> dict | None:
+            camera = _children(client)["camera"]
+            return camera if camera["restarts"] == 1 and camera["state"] == "running" else None
+
+        camera = wait_for(camera_back, timeout=60, interval=0.3, what="the camera started again")
         assert camera["restarts"] == 1 and camera["state"] == "running" and camera["pid"] != old_camera
         assert client.get("/api/camera/snapshot.jpg").content[:2] == b"\xff\xd8"
 
         # a new threshold takes effect without a restart of `up`: the engine runs again with it
         old_engine = children["engine"]["pid"]
         assert client.put("/api/settings", json={"threshold": 0.9}).is_success
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            engine = {c["name"]: c for c in client.get("/api/system").json()["children"]}["engine"]
-            if engine["pid"] not in (None, old_engine) and engine["state"] == "running":
-                break
-            time.sleep(0.3)
+
+        def new_engine() -> dict | None:
+            engine = _children(client)["engine"]
+            restarted = engine["pid"] not in (None, old_engine) and engine["state"] == "running"
+            return engine if restarted else None
+
+        engine = wait_for(new_engine, timeout=60, interval=0.3, what="the engine running with 0.9")
         argv = _cmdline(engine["pid"])
         assert argv[argv.index("--threshold") + 1] == "0.9"
         pids = [c["pid"] for c in client.get("/api/system").json()["children"]]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from smartlock.errors import ConfigError, DependencyMissing, ModelCorrupt
-from smartlock.recognition.backends.base import Backend, DetectedFace
+from smartlock.recognition.backends.base import Backend, DetectedFace, as_box
 from smartlock.recognition.backends.geometry import align_face, nms, pad_for_retry
 from smartlock.recognition.backends.weights import package_dir, read_verified
 
@@ -208,7 +208,7 @@ class ArcFaceBackend(Backend):
         crops = np.stack([align_face(image, landmarks) for landmarks in points])
         vectors = self.embed_aligned(crops)
         return [
-            DetectedFace(box=tuple(float(v) for v in box), landmarks=landmarks, score=float(score),
+            DetectedFace(box=as_box(box), landmarks=landmarks, score=float(score),
                          embedding=vector)
             for box, score, landmarks, vector in zip(boxes, scores, points, vectors, strict=True)
         ]

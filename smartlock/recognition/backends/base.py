@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,12 @@ class DetectedFace:
     def area(self) -> float:
         left, top, right, bottom = self.box
         return max(0.0, right - left) * max(0.0, bottom - top)
+
+
+def as_box(values: Iterable[float]) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) as plain floats from any four numbers (a numpy row, say)."""
+    left, top, right, bottom = (float(v) for v in values)
+    return left, top, right, bottom
 
 
 class Backend(ABC):

@@ -7,11 +7,12 @@ public-domain weights). Weaker and slower than arcface, but free of licence rest
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 
 from smartlock.errors import ConfigError, DependencyMissing
-from smartlock.recognition.backends.base import Backend, DetectedFace
+from smartlock.recognition.backends.base import Backend, DetectedFace, as_box
 from smartlock.recognition.backends.geometry import pad_for_retry
 from smartlock.recognition.backends.weights import package_dir, read_verified
 
@@ -74,7 +75,7 @@ class DlibBackend(Backend):
             return self.upsample
         return 1 if max(image.shape[:2]) <= AUTO_UPSAMPLE_MAX_SIDE else 0
 
-    def _detect_once(self, image: np.ndarray) -> list[tuple[object, float]]:
+    def _detect_once(self, image: np.ndarray) -> list[tuple[Any, float]]:
         rects, scores, _ = self._detector.run(image, self._upsample_for(image), self.detection_threshold)
         found = []
         for rect, score in zip(rects, scores, strict=True):
@@ -119,7 +120,7 @@ class DlibBackend(Backend):
             box = np.clip(box, 0, [width, height, width, height])
             faces.append(
                 DetectedFace(
-                    box=tuple(float(v) for v in box),
+                    box=as_box(box),
                     landmarks=landmarks,
                     score=float(1 / (1 + np.exp(-score))),  # HOG margin -> (0, 1)
                     embedding=_normalised(np.asarray(descriptor, dtype=np.float32)),

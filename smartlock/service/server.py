@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import uvicorn
 
@@ -23,28 +23,26 @@ logger = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def serve(
-    app: Any,
-    host: str,
-    port: int,
-    *,
-    on_stop: Callable[[], None] | None = None,
-    log_level: str = "info",
-    access_log: bool = False,
-    tls_cert: Path | None = None,
-    tls_key: Path | None = None,
-    graceful_timeout: int = 5,
-    lifespan: str = "on",
-) -> signal.Signals | None:
+class ServerOptions(TypedDict, total=False):
+    """How make_server() and serve() run uvicorn (all optional)."""
+
+    on_stop: Callable[[], None] | None
+    log_level: str
+    access_log: bool
+    tls_cert: Path | None
+    tls_key: Path | None
+    graceful_timeout: int
+    lifespan: str
+
+
+def serve(app: Any, host: str, port: int, **options: Unpack[ServerOptions]) -> signal.Signals | None:
     """Serve ``app`` on ``host:port`` until a stop signal; returns that signal (None: stopped otherwise).
 
     ``on_stop`` runs in its own thread as soon as a stop is asked for: endless responses (an MJPEG
     stream) must be ended by their owner, or uvicorn waits for them. Proxy headers are never trusted
     here; the dashboard trusts them only from the addresses it is told to.
     """
-    server = make_server(app, host, port, on_stop=on_stop, log_level=log_level, access_log=access_log,
-                         tls_cert=tls_cert, tls_key=tls_key, graceful_timeout=graceful_timeout,
-                         lifespan=lifespan)
+    server = make_server(app, host, port, **options)
     server.run()
     return server.stopped_by
 

@@ -1,0 +1,1 @@
+"""Running smartlock on a real machine: systemd units per part (`smartlock service`), `smartlock doctor`."""

@@ -1,0 +1,68 @@
+"""How the engine and the collector reach the camera and the recognition API with their secrets, and keep
+those secrets out of their logs.
+
+Secrets come from 0600 files (``--face-recognition-api-key-file``, ``--camera-token-file``), so `up` never
+puts them on a command line or in the environment; the older ``--face-recognition-api-key`` and
+``$SMARTLOCK_API_KEY`` still work. A camera token read from a file travels as an ``Authorization: Bearer``
+header, never in the URL; a ``?token=`` someone put in ``--camera-url`` is masked in every log line.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from smartlock.engine.settings import API_KEY_ENV
+from smartlock.errors import ConfigError
+from smartlock.service import read_secret
+
+if TYPE_CHECKING:
+    from smartlock.engine.frames import FrameStream
+
+# a value ends at the next parameter, a space, a quote or ": " (where a message quoting the URL goes on)
+_TOKEN_VALUE = re.compile(r"([?&;]token=)[^&;#\s'\"]*?(?=[&;#\s'\"]|:\s|:?$)", re.IGNORECASE)
+
+
+def redact_url(text: str) -> str:
+    """``text`` (a URL, or a message quoting one) with every ``token=`` query value masked."""
+    return _TOKEN_VALUE.sub(r"\1***", text)
+
+
+class RedactTokens(logging.Filter):
+    """A handler filter masking ``token=`` values in each formatted message (the frame reader and httpx
+    errors quote the camera URL as given)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_url(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def recognition_api_key(key_file: Path | None, key: str | None = None) -> str | None:
+    """The recognition API key: from ``key_file`` (0600) when given, else ``key``, else $SMARTLOCK_API_KEY."""
+    if key_file is not None:
+        return read_secret(key_file, "recognition API key file")
+    return key or os.environ.get(API_KEY_ENV) or None
+
+
+def camera_token(token_file: Path | None) -> str | None:
+    return read_secret(token_file, "camera token file") if token_file is not None else None
+
+
+def stream_opener(url: str, token: str | None) -> Callable[[str], FrameStream]:
+    """The frame reader's ``opener`` for ``url``: frames.open_stream, sending ``token`` as an
+    ``Authorization: Bearer`` header when given (ConfigError when that URL cannot carry a header)."""
+    from smartlock.engine.frames import open_stream
+
+    if token is None:
+        return open_stream
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError("--camera-token-file needs an http(s) --camera-url")
+    return functools.partial(open_stream, headers={"Authorization": f"Bearer {token}"})

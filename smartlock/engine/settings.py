@@ -1,0 +1,154 @@
+"""The settings of `smartlock engine` and `smartlock collect`: one model each, the CLI is made from them.
+
+Every default and limit of the two commands lives here once (the seed's spellings and defaults: threshold
+0.8, fps 2, block time 6, log path "log"); `up` builds the same models for its children. Secrets are not
+settings: only the files that hold them (``--face-recognition-api-key-file``, ``--camera-token-file``,
+``--door-secret-file``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from smartlock.config import PartSettings
+
+DEFAULT_THRESHOLD = 0.8
+DEFAULT_FPS = 2.0
+DEFAULT_MAX_FPS = 10.0
+DEFAULT_MIN_FRAMES = 2
+DEFAULT_WINDOW = 1.5
+DEFAULT_BLOCK_TIME = 6.0
+DEFAULT_LOG_PATH = Path("log")
+API_KEY_ENV = "SMARTLOCK_API_KEY"
+
+
+class StreamClientSettings(PartSettings):
+    """What the engine and the collector share: the camera, the recogniser, the pre-filter, the logs."""
+
+    camera_url: str = Field(description="URL of video stream.")
+    camera_token_file: Path | None = Field(
+        default=None,
+        description="File holding the camera's token; it is sent as an 'Authorization: Bearer' header "
+        "instead of ?token= in --camera-url.",
+    )
+    face_recognition_api_url: str | None = Field(
+        default=None, description="URL of face recognition endpoint (e.g. http://HOST:5000/face-recognition)."
+    )
+    model: Path | None = Field(
+        default=None,
+        description="Recognise in this process with a trained model directory instead of calling the API.",
+    )
+    face_recognition_api_key_file: Path | None = Field(
+        default=None,
+        description="File holding the recognition API key (mode 0600); overrides --face-recognition-api-key "
+        f"and ${API_KEY_ENV}.",
+    )
+    haar_file_path: str | None = Field(
+        default=None,
+        description="Path to Haar Cascade (simple and fast face detector) xml file. Default: the "
+        "frontal-face cascade shipped with OpenCV.",
+    )
+    log_path: Path = Field(
+        default=DEFAULT_LOG_PATH, description='Directory path where logs will be saved. Default is "log".'
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Logging level; DEBUG adds a line of frame counts per frame processed."
+    )
+    mirror: bool = Field(
+        default=True,
+        description="Do not flip frames horizontally (the seed always did).",
+        json_schema_extra={"flag": "--no-mirror", "negate": True},
+    )
+
+    @model_validator(mode="after")
+    def _one_recognition_source(self) -> Self:
+        if (self.face_recognition_api_url is None) == (self.model is None):
+            raise ValueError("give exactly one of --face-recognition-api-url and --model")
+        return self
+
+
+class EngineSettings(StreamClientSettings):
+    """`smartlock engine`: when to unlock, how fast to sample, where to send what happened."""
+
+    door_api_url: str = Field(description="URL of smart lock door-api which unlocks door.")
+    log_path: Path = Field(
+        default=DEFAULT_LOG_PATH,
+        description='Directory path where logs and unlock frames will be saved. Default is "log".',
+    )
+    threshold: float = Field(
+        default=DEFAULT_THRESHOLD, ge=0.0, le=1.0,
+        description="Number from 0 to 1 which represents minimal confidence which need to be met to unlock "
+        "the door when face is recognised from a video stream. Default value is 0.8 (We need to be at least "
+        "80% sure that we recognised some person to unlock the door for him).",
+    )
+    fps: float = Field(
+        default=DEFAULT_FPS, gt=0.0,
+        description="How many frames per second will engine be processing while nobody is in view. "
+        "Default 2. While a face is in view the engine analyses faster, up to --max-fps.",
+    )
+    max_fps: float = Field(
+        default=DEFAULT_MAX_FPS, gt=0.0,
+        description=f"Highest analysis rate while a face is in view. Default {DEFAULT_MAX_FPS:g}.",
+    )
+    min_frames: int = Field(
+        default=DEFAULT_MIN_FRAMES, ge=1,
+        description="Unlock only when one person clears the threshold in at least K analysed frames within "
+        f"--window seconds. 1 behaves as the seed (a single frame). Default {DEFAULT_MIN_FRAMES}.",
+    )
+    window: float = Field(
+        default=DEFAULT_WINDOW, ge=0.0,
+        description=f"Time window for --min-frames. Default {DEFAULT_WINDOW:g}.",
+    )
+    block_time: float = Field(
+        default=DEFAULT_BLOCK_TIME, ge=0.0,
+        description="After door is unlocked engine will stop processing frame for block-time seconds. "
+        "Default 6.",
+    )
+    door_secret_file: Path | None = Field(
+        default=None, description="Shared secret of the door API; unlock requests are signed with it."
+    )
+    webhook_url: str | None = Field(
+        default=None, description="POST JSON events (recognised, unlocked, refused-unknown) to this URL."
+    )
+    webhook_token_file: Path | None = Field(
+        default=None,
+        description="File (mode 600) holding a token sent with each event as 'Authorization: Bearer'.",
+    )
+
+    @model_validator(mode="after")
+    def _window_for_several_frames(self) -> Self:
+        if self.min_frames > 1 and self.window <= 0:
+            raise ValueError(f"--window must be positive when --min-frames > 1, got {self.window:g}")
+        return self
+
+
+class CollectorSettings(StreamClientSettings):
+    """`smartlock collect`: which frames to keep ([min, max] confidence) and how often to look."""
+
+    min_confidence: float = Field(
+        ge=0.0, le=1.0,
+        description="Minimum confidence required for saving the frame. Number from 0 to 1.",
+        json_schema_extra={"short": "-min"},
+    )
+    max_confidence: float = Field(
+        ge=0.0, le=1.0,
+        description="Maximum confidence allowed for saving the frame. Number from 0 to 1.",
+        json_schema_extra={"short": "-max"},
+    )
+    log_path: Path = Field(
+        default=DEFAULT_LOG_PATH,
+        description='Directory path where logs and collected frames will be saved. Default is "log".',
+    )
+    fps: float = Field(
+        default=DEFAULT_FPS, gt=0.0,
+        description="How many frames per second will collector be processing. Default is 2.",
+    )
+
+    @model_validator(mode="after")
+    def _band(self) -> Self:
+        if self.min_confidence > self.max_confidence:
+            raise ValueError("need 0 <= --min-confidence <= --max-confidence <= 1")
+        return self

@@ -1,0 +1,98 @@
+"""The settings of `smartlock recognition`: one model read by its CLI, its code and `up`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from smartlock.config import PartSettings
+
+DEFAULT_MODEL_DIR = Path("model")
+DEFAULT_HOST = "0.0.0.0"
+DEFAULT_PORT = 5000
+DEFAULT_MAX_UPLOAD_MB = 20.0
+MAX_UPLOAD_MB = 1024.0
+
+
+class RecognitionSettings(PartSettings):
+    """`smartlock recognition`: the model folder, where to listen, the API key file and the limits."""
+
+    model: Path = Field(
+        DEFAULT_MODEL_DIR,
+        description="model directory made by `smartlock train`; created empty if it holds no gallery, so "
+        "people can be enrolled through the API",
+    )
+    host: str = Field(DEFAULT_HOST, description="address to listen on")
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="port")
+    api_key_file: Path | None = Field(
+        None, description="file holding the API key (mode 600); then every endpoint but /health needs "
+        "header X-API-Key",
+    )
+    backend: str | None = Field(
+        None,
+        description="backend of a NEW gallery: arcface (default; its InsightFace weights are licensed for "
+        "non-commercial research only) or dlib (permissive, weaker). An existing gallery uses the "
+        "backend it was made with.",
+    )
+    threads: int | None = Field(
+        None, ge=1,
+        description="recognitions run at once (default: the number of CPUs); more requests wait their turn",
+    )
+    max_upload_mb: float = Field(
+        DEFAULT_MAX_UPLOAD_MB, gt=0, le=MAX_UPLOAD_MB,
+        description="largest image accepted, in MiB; bigger uploads get 413",
+    )
+    log_level: str = Field("INFO", description="logging level")
+    access_log: bool = Field(False, description="log every HTTP request")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if not isinstance(logging.getLevelName(level), int):
+            raise ValueError(f"unknown logging level {value!r} (DEBUG, INFO, WARNING, ERROR)")
+        return level
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
+
+
+# The registry's keys (backends/base.py BACKENDS), written out so that the CLI can offer them as choices.
+BackendName = Literal["arcface", "dlib"]
+
+
+class TrainSettings(PartSettings):
+    """`smartlock train`: a photo folder in, a model folder out."""
+
+    dataset: Path = Field(json_schema_extra={"short": "-d"},
+                          description="folder with one sub-folder of photos per person")
+    backend: BackendName = Field("arcface", description="recognition backend")
+    output: Path = Field(DEFAULT_MODEL_DIR, json_schema_extra={"short": "-o"},
+                         description="model folder to write (default: model/); replaced atomically")
+    prior_odds: float | None = Field(
+        None, gt=0,
+        description="prior odds that a face at the door is someone enrolled rather than a stranger "
+        "(default 0.25, i.e. 1 in 5; lower is stricter)",
+    )
+    no_progress: bool = Field(False, description="no progress bar")
+
+
+class ClassifySettings(PartSettings):
+    """`smartlock classify`: image files or folders recognized with a trained model."""
+
+    images: list[Path] = Field(min_length=1, description="image files or folders")
+    model: Path = Field(DEFAULT_MODEL_DIR, description="trained model folder (default: model/)")
+    as_json: bool = Field(
+        False, json_schema_extra={"flag": "--json"},
+        description='one JSON line per image: {"image": PATH, "faces": [...]} as the API returns',
+    )
+    all_predictions: bool = Field(
+        False, description="include every enrolled person's confidence (all_predictions)"
+    )
+    save_dir: Path | None = Field(None, description="write each image with boxes and labels drawn into DIR")
+    threshold: float = Field(0.8, ge=0, le=1,
+                             description="confidence from which a face is drawn as recognised (default 0.8)")

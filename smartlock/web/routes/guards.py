@@ -1,0 +1,53 @@
+"""Sessions and cross-site protection, as dependencies of the dashboard's routes.
+
+Every page and API needs a session except sign-in, first-run setup, the static assets and the engine's
+webhook (which has its own secret in the URL). State-changing requests must carry the header
+``X-Smartlock-Request: 1`` (a cross-site form cannot set it, and a cross-site script would need CORS, which
+is never granted) and, when the browser sends ``Origin``, come from this very origin; the session cookie is
+HttpOnly and SameSite=Strict on top.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from fastapi import Request, Response
+from starlette.exceptions import HTTPException
+
+from smartlock.web.dashboard import Dashboard, DashboardDep
+
+COOKIE = "smartlock_session"
+CSRF_HEADER = "X-Smartlock-Request"
+
+
+def signed_in(request: Request, dashboard: Dashboard) -> bool:
+    return dashboard.sessions.check(request.cookies.get(COOKIE))
+
+
+def same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None
+    host = request.headers.get("host", "")
+    return urlsplit(origin).netloc == host
+
+
+async def csrf_guard(request: Request) -> None:
+    """403 for a state-changing request without the anti-CSRF header or from another origin."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    if request.headers.get(CSRF_HEADER) != "1" or not same_origin(request):
+        raise HTTPException(403, detail="cross-site request refused")
+
+
+async def require_session(request: Request, dashboard: DashboardDep) -> None:
+    """401 without a live session."""
+    if not signed_in(request, dashboard):
+        raise HTTPException(401, detail="sign in first")
+
+
+def start_session(response: Response, dashboard: Dashboard) -> None:
+    response.set_cookie(
+        COOKIE, dashboard.sessions.create(), httponly=True, samesite="strict", path="/",
+        secure=dashboard.secure_cookies,
+    )

@@ -1,0 +1,157 @@
+"""The people API: who is enrolled, their photos, enrollment (uploads, captured or collected frames)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from smartlock.errors import ConfigError, SmartlockError
+from smartlock.recognition.store import crop_file
+from smartlock.web.dashboard import Dashboard, DashboardDep
+from smartlock.web.routes.common import (
+    MAX_PHOTO_BYTES,
+    MAX_PHOTOS,
+    jpeg_file,
+    json_fields,
+    missing,
+    person_name,
+)
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/people")
+
+
+@router.get("")
+def people(d: DashboardDep) -> dict[str, Any]:
+    unlocks = d.events.counts("unlock")
+    listed = []
+    for person in d.recognition.people():
+        listed.append({
+            "name": person.name,
+            "image_count": person.image_count,
+            "images": [{"image_id": image.image_id, "source": image.source} for image in person.images],
+            "unlocks": unlocks.get(person.name, 0),
+            "last_unlock": d.events.last_time("unlock", person.name),
+        })
+    return {"people": listed}
+
+
+@router.get("/photo.jpg")
+def person_photo(name: str, image_id: str, d: DashboardDep) -> Response:
+    crop = getattr(d.recognition, "image_crop", None)
+    if callable(crop):
+        try:
+            data = crop(name, image_id)
+        except SmartlockError:
+            data = None
+        if data:
+            return Response(data, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600"})
+    # the crop the recognizer kept at enrollment, read from its model folder (a recognizer without image_crop)
+    path = crop_file(d.model_dir, image_id) if d.model_dir is not None else None
+    if path is not None:
+        return jpeg_file(path)
+    raise missing("photo")
+
+
+@router.post("/enroll")
+async def enroll_upload(request: Request, d: DashboardDep) -> dict[str, Any]:
+    form = await request.form(max_files=MAX_PHOTOS, max_fields=10)
+    name = person_name(form.get("name"))
+    files = []
+    for upload in form.getlist("photos"):
+        if not isinstance(upload, UploadFile):
+            continue
+        data = await upload.read(MAX_PHOTO_BYTES + 1)
+        if len(data) > MAX_PHOTO_BYTES:
+            raise HTTPException(413, detail=f"{upload.filename}: photos are limited to 20 MB")
+        files.append((upload.filename or "photo.jpg", data))
+    await form.close()
+    if not files:
+        raise ConfigError("choose at least one photo")
+    return await run_in_threadpool(enroll, d, name, files)
+
+
+@router.post("/enroll-captures")
+def enroll_captures(body: dict[str, Any], d: DashboardDep) -> dict[str, Any]:
+    name, ids = json_fields(body, "name", "ids")
+    name = person_name(name)
+    if not isinstance(ids, list) or not ids or len(ids) > MAX_PHOTOS:
+        raise ConfigError(f"pick 1 to {MAX_PHOTOS} captured frames")
+    files = []
+    for capture_id in ids:
+        path = d.captures.path(str(capture_id))
+        if path is None:
+            raise missing(f"captured frame {capture_id}")
+        files.append((f"capture-{capture_id}.jpg", path.read_bytes()))
+    result = enroll(d, name, files)
+    for capture_id, outcome in zip(ids, result["outcomes"], strict=False):
+        if outcome.get("enrolled"):
+            d.captures.remove(str(capture_id))
+    return result
+
+
+@router.post("/enroll-collected")
+def enroll_collected(body: dict[str, Any], d: DashboardDep) -> dict[str, Any]:
+    name, frames = json_fields(body, "name", "frames")
+    name = person_name(name)
+    collected = d.collected
+    if collected is None:
+        raise missing("collected frames folder")
+    if not isinstance(frames, list) or not frames or len(frames) > MAX_PHOTOS:
+        raise ConfigError(f"pick 1 to {MAX_PHOTOS} collected frames")
+    paths: list[Path] = []
+    for frame in frames:
+        path = collected.path(str(frame))
+        if path is None:
+            raise missing(f"collected frame {frame}")
+        paths.append(path)
+    result = enroll(d, name, [(p.name, p.read_bytes()) for p in paths])
+    # a frame with several people in it is refused; its saved face crop names the one meant
+    retry = [
+        (i, crop)
+        for i, outcome in enumerate(result["outcomes"])
+        if not outcome.get("enrolled") and "several faces" in str(outcome.get("reason"))
+        and (crop := collected.crop_path(paths[i].name)) is not None
+    ]
+    if retry:
+        again = enroll(d, name, [(crop.name, crop.read_bytes()) for _, crop in retry])
+        for (i, _), outcome in zip(retry, again["outcomes"], strict=False):
+            if outcome.get("enrolled"):
+                result["outcomes"][i] = {**outcome, "filename": paths[i].name,
+                                         "reason": "several faces: enrolled the collector's face crop"}
+        result["enrolled"] = sum(1 for o in result["outcomes"] if o.get("enrolled"))
+        result["refused"] = len(result["outcomes"]) - result["enrolled"]
+    return result
+
+
+@router.delete("")
+def remove_person(name: str, d: DashboardDep) -> dict[str, Any]:
+    d.recognition.remove_person(name)
+    logger.info("removed %r from the gallery", name)
+    return {"message": f"removed {name}"}
+
+
+@router.delete("/photo")
+def remove_photo(name: str, image_id: str, d: DashboardDep) -> dict[str, Any]:
+    d.recognition.remove_image(name, image_id)
+    return {"message": f"removed photo {image_id} of {name}"}
+
+
+def enroll(d: Dashboard, name: str, files: list[tuple[str, bytes]]) -> dict[str, Any]:
+    """Enroll ``files`` as ``name``; the answer the People page shows (one outcome per photo)."""
+    result = d.recognition.enroll(name, files)
+    outcomes = [
+        {"filename": o.filename, "enrolled": o.enrolled, "image_id": o.image_id, "reason": o.reason}
+        for o in result.outcomes
+    ]
+    enrolled = sum(1 for o in outcomes if o["enrolled"])
+    logger.info("enrolled %d of %d photo(s) of %r", enrolled, len(outcomes), name)
+    return {"name": name, "enrolled": enrolled, "refused": len(outcomes) - enrolled, "outcomes": outcomes}

@@ -1,0 +1,89 @@
+"""The engine's webhook: its events become timeline rows, each given a picture in the background.
+
+The webhook token is the only credential (no session): `up`'s engine sends it as
+``Authorization: Bearer`` to ``/hooks/engine`` (read from a 0600 file, never on a command line); the
+older form with the token in the path still works. A wrong or missing token is a plain 404.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from smartlock.engine.files import find_unlock_frame
+from smartlock.errors import BadImageError, ServiceError
+from smartlock.recognition.schemas import Face
+from smartlock.web.dashboard import Dashboard, DashboardDep
+from smartlock.web.files import thumbnail_jpeg
+from smartlock.web.timeline import TimelineEntry, entry_from_engine
+
+logger = logging.getLogger(__name__)
+
+MAX_WEBHOOK_BYTES = 64 * 2**10
+Box = tuple[float, float, float, float]
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.post("/hooks/engine")
+async def engine_event_bearer(request: Request, background: BackgroundTasks, d: DashboardDep) -> JSONResponse:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return await engine_event(token if scheme.lower() == "bearer" else "", request, background, d)
+
+
+@router.post("/hooks/engine/{token}")
+async def engine_event(
+    token: str, request: Request, background: BackgroundTasks, d: DashboardDep
+) -> JSONResponse:
+    expected = d.webhook_token
+    if not expected or not token or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise HTTPException(404, detail="not found")
+    body = await request.body()  # at most MAX_WEBHOOK_BYTES: the app's body limit refuses more (413)
+    try:
+        payload = json.loads(body)
+    except ValueError as err:
+        raise HTTPException(400, detail="the event is not JSON") from err
+    entry = entry_from_engine(payload)
+    if entry is None:
+        return JSONResponse({"recorded": False})
+    event_id, new = d.events.add(entry.kind, entry.person, entry.confidence, entry.when, entry.details)
+    if new:
+        background.add_task(attach_frame, d, event_id, entry)
+    return JSONResponse({"recorded": True, "id": event_id})
+
+
+def attach_frame(d: Dashboard, event_id: int, entry: TimelineEntry) -> None:
+    """Give a new timeline row its picture: the engine's unlock frame, else the camera's frame of now."""
+    jpeg: bytes | None = None
+    faces: list[Face] = []
+    try:
+        if entry.kind == "unlock" and d.log_path is not None:
+            folder = entry.details.get("frame_dir")
+            saved = find_unlock_frame(d.log_path, entry.when, folder if isinstance(folder, str) else None)
+            if saved is not None:
+                jpeg = saved.frame.read_bytes()
+                faces = saved.faces
+        if jpeg is None:
+            latest = d.live.latest()
+            jpeg, faces = latest.jpeg, latest.faces
+        if not jpeg:
+            return
+        box = box_for(faces, entry.person)
+        d.events.attach_images(event_id, thumbnail_jpeg(jpeg, 240, crop=box), thumbnail_jpeg(jpeg, 960))
+    except (ServiceError, BadImageError, OSError) as err:
+        logger.info("no picture for event %d: %s", event_id, err)
+
+
+def box_for(faces: list[Face], person: str | None) -> Box | None:
+    """The box of ``person``'s face when it is among ``faces``, else of the largest face; None without any."""
+    if not faces:
+        return None
+    named = [face.box for face in faces if person and face.label == person]
+    if named:
+        return named[0]
+    return max((face.box for face in faces), key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))

@@ -1,0 +1,272 @@
+"""What `smartlock up` starts: its settings, the data directory's layout, and each child's settings.
+
+Each child's command line is made by the child's own settings model (``to_argv``), so flags, defaults and
+limits are defined once, by the part. Secrets reach the children only as paths of 0600 files.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TextIO
+
+from pydantic import Field
+
+from smartlock.camera.settings import CameraSettings
+from smartlock.config import PartSettings
+from smartlock.door.settings import DEFAULT_LOCK_DELAY, MAX_LOCK_DELAY, DoorSettings
+from smartlock.engine.settings import CollectorSettings, EngineSettings
+from smartlock.errors import ConfigError
+from smartlock.recognition.settings import RecognitionSettings
+from smartlock.service.secrets import ensure_secret
+
+logger = logging.getLogger("smartlock.up")
+
+MOCK_PIN = 7  # BOARD pin 7 (GPIO4) on gpiozero's simulated pins when no --pin is given
+COLLECT_MIN_CONFIDENCE = 0.5
+COLLECT_FPS = 1.0
+NO_CAMERA_HINT = (
+    "no webcam found (tried device 0, /dev/video0). Pass a video file, a folder of images or a stream URL "
+    "instead, e.g. `smartlock up --camera path/to/video.mp4`"
+)
+
+
+class UpSettings(PartSettings):
+    """`smartlock up`: the whole system on this machine."""
+
+    camera: str | None = Field(
+        None, json_schema_extra={"metavar": "SRC"},
+        description="camera source: a device index (0), /dev/videoN, a video file (looped), a folder of "
+        "images, an http(s)/rtsp URL, or picamera (default: the Pi camera where picamera2 is installed, "
+        "else webcam 0)",
+    )
+    pin: int | None = Field(
+        None, ge=1, le=40,
+        description="physical (BOARD) pin of the relay: drives real GPIO; without it the relay is simulated",
+    )
+    data_dir: Path | None = Field(
+        None, description="gallery, events, unlock frames and secrets (default: the user's data directory, "
+        "$SMARTLOCK_DATA_DIR overrides)",
+    )
+    host: str = Field("127.0.0.1", description="address of the dashboard (0.0.0.0 for the whole network)")
+    port: int = Field(8000, ge=1, le=65535, description="port of the dashboard")
+    backend: Literal["arcface", "dlib"] | None = Field(
+        None,
+        description="recognition backend of a new gallery: arcface (default; accurate, but InsightFace "
+        "licenses its weights for non-commercial research only) or dlib (permissive licence, weaker). An "
+        "existing gallery keeps the backend it was made with.",
+    )
+    password_file: Path | None = Field(
+        None, description="set the dashboard password from this file (mode 600; else the first run prints "
+        "a one-time setup link)",
+    )
+    lock_delay: float = Field(
+        DEFAULT_LOCK_DELAY, gt=0, le=MAX_LOCK_DELAY,
+        description="how long an unlock keeps the door open, in seconds",
+    )
+    collect: bool = Field(
+        True, json_schema_extra={"flag": "--no-collector", "negate": True},
+        description="do not run the data collector (frames below the threshold, for enrollment)",
+    )
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    """Where `up` keeps everything under the data directory."""
+
+    root: Path
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def secrets(self) -> Path:
+        return self.root / "secrets"
+
+    @property
+    def door_secret(self) -> Path:
+        return self.secrets / "door-secret.json"
+
+    @property
+    def api_key(self) -> Path:
+        return self.secrets / "recognition-api-key"
+
+    @property
+    def camera_token(self) -> Path:
+        return self.secrets / "camera-token"
+
+    @property
+    def webhook_token(self) -> Path:
+        return self.secrets / "webhook-token"
+
+    @property
+    def door_events(self) -> Path:
+        return self.root / "door-events.db"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log"
+
+    @property
+    def collected(self) -> Path:
+        return self.root / "collected"
+
+    @property
+    def web(self) -> Path:
+        return self.root / "web"
+
+    def lock(self) -> TextIO:
+        """Hold ``<data-dir>/up.lock`` for as long as the returned file stays open: two `up` runs on one
+        data directory would fight over its gallery and databases."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = open(self.root / "up.lock", "a+")  # noqa: SIM115 - held open until `up` ends
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            handle.close()
+            raise ConfigError(
+                f"another `smartlock up` is using {self.root}; stop it or pass another --data-dir"
+            ) from err
+        return handle
+
+    def prepare(self) -> None:
+        """Create the folders (private ones 0700) and the secrets that do not exist yet."""
+        for folder in (self.root, self.secrets, self.web):
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chmod(folder, 0o700)
+        for folder in (self.model, self.log, self.collected):
+            folder.mkdir(parents=True, exist_ok=True)
+        if not self.door_secret.exists():
+            from smartlock.door.auth import generate_secret
+
+            generate_secret(self.door_secret)
+            logger.info("created the door secret %s", self.door_secret)
+        for path, what in ((self.api_key, "recognition API key"), (self.camera_token, "camera token"),
+                           (self.webhook_token, "webhook token")):
+            ensure_secret(path, what=f"{what} file")
+
+
+def camera_source(spec: str | None, webcam: Path = Path("/dev/video0")) -> str | None:
+    """The camera's --source for ``spec`` (None: let the camera choose, i.e. the Pi camera); ConfigError
+    with a hint when there is nothing to open."""
+    if spec is None:
+        if importlib.util.find_spec("picamera2") is not None:
+            return None
+        if sys.platform.startswith("linux") and not webcam.exists():
+            raise ConfigError(NO_CAMERA_HINT)
+        return "0"
+    spec = spec.strip()
+    if spec.isdigit() or spec == "picamera" or spec.startswith("/dev/video") or "://" in spec:
+        return spec
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise ConfigError(
+            f"--camera {spec}: no such file or folder; give a video file, a folder of images, a device "
+            "index (0) or an http(s)/rtsp URL"
+        )
+    return str(path.resolve())
+
+
+def check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({err.strerror}); choose another --port"
+            ) from err
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def local_host(host: str) -> str:
+    """The address this machine reaches the dashboard at (for the webhook and the printed links)."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host
+
+
+def url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+@dataclass(frozen=True)
+class Ports:
+    door: int
+    recognition: int
+    camera: int
+
+    @classmethod
+    def pick(cls) -> Ports:
+        ports: set[int] = set()
+        while len(ports) < 3:
+            ports.add(free_port())
+        door, recognition, camera = sorted(ports)
+        return cls(door=door, recognition=recognition, camera=camera)
+
+
+def smartlock_command(part: str, settings: PartSettings) -> list[str]:
+    return [sys.executable, "-m", "smartlock", part, *settings.to_argv()]
+
+
+class Plan:
+    """The child settings (and so command lines) and URLs of one `up` run; every part on loopback."""
+
+    def __init__(self, options: UpSettings, layout: DataLayout, ports: Ports, source: str | None) -> None:
+        self.options = options
+        self.layout = layout
+        self.ports = ports
+        self.source = source
+        self.camera_base = f"http://127.0.0.1:{ports.camera}"
+        self.stream_url = f"{self.camera_base}/stream.mjpg"
+        self.recognition_url = f"http://127.0.0.1:{ports.recognition}/face-recognition"
+        self.door_url = f"http://127.0.0.1:{ports.door}/unlock"
+        self.webhook_url = f"http://{url_host(local_host(options.host))}:{options.port}/hooks/engine"
+
+    def door(self) -> list[str]:
+        pin = self.options.pin
+        return smartlock_command("door", DoorSettings(
+            pin=pin if pin is not None else MOCK_PIN, pin_factory="auto" if pin is not None else "mock",
+            host="127.0.0.1", port=self.ports.door, secret_file=self.layout.door_secret,
+            events_db=self.layout.door_events, lock_delay=self.options.lock_delay,
+        ))
+
+    def recognition(self) -> list[str]:
+        return smartlock_command("recognition", RecognitionSettings(
+            model=self.layout.model, host="127.0.0.1", port=self.ports.recognition,
+            api_key_file=self.layout.api_key, backend=self.options.backend,
+        ))
+
+    def camera(self) -> list[str]:
+        return smartlock_command("camera", CameraSettings(
+            host="127.0.0.1", port=self.ports.camera, token_file=self.layout.camera_token, source=self.source,
+        ))
+
+    def engine(self, threshold: float) -> list[str]:
+        return smartlock_command("engine", EngineSettings(
+            camera_url=self.stream_url, camera_token_file=self.layout.camera_token,
+            face_recognition_api_url=self.recognition_url, face_recognition_api_key_file=self.layout.api_key,
+            door_api_url=self.door_url, door_secret_file=self.layout.door_secret, threshold=threshold,
+            log_path=self.layout.log, webhook_url=self.webhook_url,
+            webhook_token_file=self.layout.webhook_token,
+        ))
+
+    def collector(self, threshold: float) -> list[str]:
+        return smartlock_command("collect", CollectorSettings(
+            min_confidence=min(COLLECT_MIN_CONFIDENCE, threshold), max_confidence=threshold,
+            camera_url=self.stream_url, camera_token_file=self.layout.camera_token,
+            face_recognition_api_url=self.recognition_url, face_recognition_api_key_file=self.layout.api_key,
+            fps=COLLECT_FPS, log_path=self.layout.collected,
+        ))

@@ -1,0 +1,39 @@
+"""`smartlock camera` flags come from CameraSettings: defaults, limits, and argv for `up`'s child."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from smartlock.camera.settings import CameraSettings
+from smartlock.errors import ConfigError
+
+
+def parse(argv: list[str]) -> CameraSettings:
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    CameraSettings.add_options(parser)
+    return CameraSettings.from_args(parser.parse_args(argv))
+
+
+def test_defaults_are_the_models() -> None:
+    settings = parse([])
+    assert settings == CameraSettings()
+    assert (settings.fps, settings.quality, settings.rotation, settings.port) == (24.0, 80, 0, 80)
+    assert settings.source is None and settings.token_file is None and settings.host == "0.0.0.0"
+
+
+def test_flags_fill_the_model_and_round_trip_as_argv() -> None:
+    argv = ["--source", "0", "--width", "640", "--fps", "12.5", "--quality", "70", "--rotation", "90",
+            "--host", "127.0.0.1", "--port", "8081", "--token-file", "/s/camera-token"]
+    settings = parse(argv)
+    assert settings.width == 640 and settings.height is None and settings.fps == 12.5
+    assert settings.rotation == 90 and settings.token_file == Path("/s/camera-token")
+    assert parse(settings.to_argv()) == settings
+
+
+@pytest.mark.parametrize("values", [{"quality": 101}, {"fps": 0}, {"rotation": 45}, {"width": 0}])
+def test_limits_hold_for_code_too(values: dict) -> None:
+    with pytest.raises(ConfigError):
+        CameraSettings.validated(**values)
