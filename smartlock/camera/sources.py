@@ -225,15 +225,16 @@ SPEC_HELP = (
 )
 
 
-def _camera_size(width: int | None, height: int | None) -> tuple[int, int]:
-    """The size asked of a camera: 1280x720 by default; one side given keeps the 16:9 shape."""
+def camera_size(width: int | None, height: int | None,
+                default: tuple[int, int] = CAMERA_SIZE) -> tuple[int, int]:
+    """The size asked of a camera: ``default`` (1280x720); one side given keeps its shape."""
     if width and height:
         return width, height
     if width:
-        return width, max(1, round(width * CAMERA_SIZE[1] / CAMERA_SIZE[0]))
+        return width, max(1, round(width * default[1] / default[0]))
     if height:
-        return max(1, round(height * CAMERA_SIZE[0] / CAMERA_SIZE[1])), height
-    return CAMERA_SIZE
+        return max(1, round(height * default[0] / default[1])), height
+    return default
 
 
 def make_source(
@@ -245,18 +246,18 @@ def make_source(
     transport: httpx.BaseTransport | None = None,
 ) -> Source:
     """The (unopened) source a ``--source`` value names; CameraError when it names nothing usable."""
-    camera_size = _camera_size(width, height)
+    asked = camera_size(width, height)
     spec = spec.strip()
     if spec == "picamera":
-        return PiCameraSource(width=camera_size[0], height=camera_size[1], fps=fps)
+        return PiCameraSource(width=asked[0], height=asked[1], fps=fps)
     if spec.isdigit():
-        return DeviceSource(int(spec), width=camera_size[0], height=camera_size[1], fps=fps)
+        return DeviceSource(int(spec), width=asked[0], height=asked[1], fps=fps)
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", spec):
         if urlsplit(spec).scheme.lower() not in ("http", "https", "rtsp", "rtsps"):
             raise CameraError(f"source {redact_url(spec)!r}: only http(s):// and rtsp:// URLs can be relayed")
         return UrlSource(spec, fps=fps, transport=transport)
     if spec.startswith("/dev/"):
-        return DeviceSource(spec, width=camera_size[0], height=camera_size[1], fps=fps)
+        return DeviceSource(spec, width=asked[0], height=asked[1], fps=fps)
     path = Path(spec).expanduser()
     if path.is_dir():
         return ImageFolderSource(path, fps=fps)

@@ -105,7 +105,7 @@ def check_camera(spec: str | None, width: int | None = None, height: int | None 
                  *, frames: int = 5, timeout: float = 15.0, open_source: Callable[..., Any] | None = None
                  ) -> CheckResult:
     """Open the source as `smartlock camera` would, read ``frames`` frames, compare their size."""
-    from smartlock.camera.sources import CAMERA_SIZE
+    from smartlock.camera.sources import camera_size
     from smartlock.camera.sources import open_source as default_open
 
     name = f"camera {spec or '(default)'}"
@@ -140,7 +140,7 @@ def check_camera(spec: str | None, width: int | None = None, height: int | None 
     got = sizes[-1]
     rate = f"{(frames - 1) / elapsed:.1f} fps" if elapsed > 0 and frames > 1 else "1 frame"
     if source.resizes_itself:  # a camera was asked for a size; it may answer with its nearest mode
-        wanted = _asked_size(width, height, CAMERA_SIZE)
+        wanted = camera_size(width, height)
         if got != wanted:
             detail = f"delivers {got[0]}x{got[1]}, not the {wanted[0]}x{wanted[1]} asked for ({rate})"
             return CheckResult(name, Status.WARN, detail,
@@ -161,16 +161,6 @@ def _frame_size(frame: Any) -> tuple[int, int]:
     if size is None:
         raise SmartlockError("a frame was neither an image nor a readable JPEG")
     return int(size[0]), int(size[1])
-
-
-def _asked_size(width: int | None, height: int | None, default: tuple[int, int]) -> tuple[int, int]:
-    if width and height:
-        return width, height
-    if width:
-        return width, max(1, round(width * default[1] / default[0]))
-    if height:
-        return max(1, round(height * default[0] / default[1])), height
-    return default
 
 
 def _scaled(size: tuple[int, int], width: int | None, height: int | None) -> str:
