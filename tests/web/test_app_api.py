@@ -216,6 +216,18 @@ def test_engine_webhook_needs_its_secret(system: System) -> None:
     assert system.dashboard.events.list() == []
 
 
+def test_engine_webhook_with_a_bearer_token(system: System) -> None:
+    client = system.client(signed_in=False)
+    event = {"event": "unlocked", "person": "ada", "confidence": 0.9}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {WEBHOOK_TOKEN}"},
+                    {"Authorization": "Bearer"}):
+        assert client.post("/hooks/engine", json=event, headers=headers).status_code == 404, headers
+    assert system.dashboard.events.list() == []
+    answer = client.post("/hooks/engine", json=event, headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"})
+    assert answer.status_code == 200 and answer.json()["recorded"] is True
+    assert [row.person for row in system.dashboard.events.list()] == ["ada"]
+
+
 def test_an_unlock_event_gets_the_frame_the_engine_saved(system: System) -> None:
     folder = write_unlock_frame(system.tmp / "log", jpeg(640, 360, color=(200, 10, 10)), {"faces": [FACE]})
     stamp = folder.name  # the engine names the folder by the local time of the unlock, to the second
