@@ -7,7 +7,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Self, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from smartlock.errors import ConfigError
 
@@ -123,6 +123,23 @@ class PartSettings(StrictModel):
             else:
                 argv += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
         return argv
+
+
+class TlsSettings(PartSettings):
+    """``--tls-cert`` and ``--tls-key`` for a part that serves HTTP: given together, it serves HTTPS."""
+
+    tls_cert: Path | None = Field(None, description="TLS certificate chain (PEM); with --tls-key, HTTPS")
+    tls_key: Path | None = Field(None, description="TLS private key (PEM, mode 600); with --tls-cert")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
 
 def _unwrap_optional(annotation: Any) -> Any:
