@@ -42,6 +42,8 @@ from PIL import Image
 
 from smartlock.recognition.backends.base import get_backend
 from smartlock.recognition.recognizer import Recognizer
+from smartlock.recognition.settings import GENERATED_KEY_FILE
+from smartlock.service import read_secret
 from tests.support import free_port, stop_process, wait_until_up
 
 FRAME_SIZE = (640, 360)
@@ -123,7 +125,8 @@ def in_process(recognizer: Recognizer, frames: list[Frame], duration: float) -> 
     return replace(result, cpu_ms=(time.process_time() - cpu) * 1000 / max(1, len(latencies)))
 
 
-def over_http(url: str, server_pid: int, frames: list[Frame], clients: int, duration: float) -> Result:
+def over_http(url: str, server_pid: int, frames: list[Frame], clients: int, duration: float,
+              headers: dict[str, str]) -> Result:
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
@@ -132,7 +135,7 @@ def over_http(url: str, server_pid: int, frames: list[Frame], clients: int, dura
 
     def client(offset: int) -> None:
         mine, bad = [], 0
-        with httpx.Client(timeout=30) as http:
+        with httpx.Client(timeout=30, headers=headers) as http:
             start.wait()
             i = offset
             while time.perf_counter() < deadline[0]:
@@ -171,7 +174,8 @@ def _result(latencies: list[float], errors: int, elapsed: float) -> Result:
 
 
 @contextlib.contextmanager
-def server(model_dir: Path, threads: int | None, log: Path) -> Iterator[tuple[str, int]]:
+def server(model_dir: Path, threads: int | None, log: Path) -> Iterator[tuple[str, int, dict[str, str]]]:
+    """The service as installed: with the API key it generates in the model folder (yielded as headers)."""
     port = free_port()
     args = [sys.executable, "-m", "smartlock", "recognition", "--model", str(model_dir),
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"]
@@ -181,7 +185,8 @@ def server(model_dir: Path, threads: int | None, log: Path) -> Iterator[tuple[st
         process = subprocess.Popen(args, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
         try:
             wait_until_up(f"http://127.0.0.1:{port}/health", timeout=120, process=process)
-            yield f"http://127.0.0.1:{port}/face-recognition", process.pid
+            key = read_secret(model_dir / GENERATED_KEY_FILE, "API key file")
+            yield f"http://127.0.0.1:{port}/face-recognition", process.pid, {"X-API-Key": key}
         finally:
             stop_process(process)
 
@@ -218,15 +223,15 @@ def main() -> int:
               f"{args.repeats} round(s)", flush=True)
         local: list[Result] = []
         remote: dict[int, list[Result]] = {n: [] for n in args.clients}
-        with server(model_dir, args.threads, Path(work) / "server.log") as (url, pid):
+        with server(model_dir, args.threads, Path(work) / "server.log") as (url, pid, headers):
             for frame in frames[:4]:  # warm-up: first-run allocations of both sides
-                httpx.post(url, files={"image": frame.jpeg}, timeout=60)
+                httpx.post(url, files={"image": frame.jpeg}, headers=headers, timeout=60)
                 recognizer.recognize_bytes(frame.jpeg)
             for round_no in range(1, args.repeats + 1):
                 local.append(in_process(recognizer, frames, args.duration))
                 print(f"round {round_no}: in-process {local[-1].frames_per_s:.1f} frames/s", flush=True)
                 for clients in args.clients:
-                    remote[clients].append(over_http(url, pid, frames, clients, args.duration))
+                    remote[clients].append(over_http(url, pid, frames, clients, args.duration, headers))
                     print(f"round {round_no}: {clients} client(s) {remote[clients][-1].frames_per_s:.1f} "
                           f"frames/s, {remote[clients][-1].errors} errors", flush=True)
 

@@ -5,7 +5,8 @@ latency (send -> 202 received) and the delay from sending to the pin's change, w
 timestamps itself. A signed /lock after each unlock re-locks the door (not timed). Then --relocks
 unlocks are left to the timer, and the relock lateness (time unlocked minus the lock delay) is taken
 from the pin's own timestamps. Prints one row per run and the median of the runs; the targets are
-p99 latency <= 20 ms and relocks within 50 ms.
+p99 latency <= 20 ms and relocks within 50 ms. Since the door audits an unlock before it moves the
+relay, request -> pin includes one SQLite write (a full disk refuses the unlock instead).
 
     .venv/bin/python benchmarks/door_latency.py [--requests 1000] [--relocks 30] [--runs 5]
 """

@@ -121,7 +121,7 @@ class PartSettings(StrictModel):
             if isinstance(value, bool):
                 argv.append(flag)  # differs from the default: store_true given, or the --no-... flag
             else:
-                argv += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+                argv += [flag, _flag_value(value)]
         return argv
 
 
@@ -140,6 +140,13 @@ class TlsSettings(PartSettings):
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None
+
+
+def _flag_value(value: Any) -> str:
+    """A value as a flag: floats exactly (0.8123456 stays so), whole ones without ".0"."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
 
 
 def _unwrap_optional(annotation: Any) -> Any:

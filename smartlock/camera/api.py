@@ -2,6 +2,8 @@
 
 ``create_app`` only assembles: the routes live on a module-level router and find the hub and the token
 in ``app.state`` through dependencies, so a test builds the app over any hub (a fake source included).
+With a token, stream and snapshot need it and every frame is signed with it (``signing``); /health stays
+public and carries no frame data.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from smartlock.camera.mjpeg import CONTENT_TYPE
+from smartlock.camera.signing import PROOF_SCHEME, FrameSigner, proof_matches
 from smartlock.camera.stream import FrameHub
 from smartlock.errors import CameraError
 from smartlock.service import Health, create_api_app
@@ -78,9 +81,17 @@ def camera_token(request: Request) -> str | None:
     return token
 
 
+def proves_token(request: Request, token: str) -> bool:
+    """Whether the request carries a fresh ``Authorization: Smartlock-Proof`` for ``token`` (what the engine,
+    the collector and relays send, so the token itself never reaches whoever answers their URL)."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == PROOF_SCHEME.lower() and proof_matches(token, credentials)
+
+
 def authorize(request: Request, token: Annotated[str | None, Depends(camera_token)]) -> None:
-    """401 unless the app has no token or the request carries it."""
-    if token is not None and not token_matches(supplied_token(request), token):
+    """401 unless the app has no token or the request carries it (or a proof of it)."""
+    allowed = token is None or token_matches(supplied_token(request), token) or proves_token(request, token)
+    if not allowed:
         raise HTTPException(
             401,
             "this camera needs a token: Authorization: Bearer TOKEN, X-Token: TOKEN or ?token=TOKEN",
@@ -155,7 +166,7 @@ async def snapshot(hub: Hub) -> Response:
     if frame is None or health["state"] != "ok":
         problem = health["error"] or f"camera is {health['state']}, no frame yet"
         raise CameraError(f"no current frame: {problem}")
-    headers = {"Cache-Control": "no-store", "X-Timestamp": f"{frame.timestamp:.6f}"}
+    headers = {"Cache-Control": "no-store", "X-Timestamp": f"{frame.timestamp:.6f}", **frame.headers}
     return Response(frame.jpeg, media_type="image/jpeg", headers=headers)
 
 
@@ -182,12 +193,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(hub: FrameHub, token: str | None = None, *, manage_hub: bool = True) -> FastAPI:
-    """The camera service over ``hub``; with ``token``, stream and snapshot need it (frames are personal).
+    """The camera service over ``hub``; with ``token``, stream and snapshot need it (frames are personal)
+    and the hub signs every frame with it (unless it was given a signer of its own).
 
     With ``manage_hub`` the app starts the hub's capture thread at start-up and stops it at shutdown.
     """
     if token is not None and not token:
         raise ValueError("an empty token would let anyone in; pass None for no token")
+    if token is not None and hub.signer is None:
+        hub.signer = FrameSigner(token)
     app = create_api_app("smartlock camera", DESCRIPTION, max_body_bytes=MAX_BODY_BYTES, lifespan=lifespan)
     app.state.camera_hub = hub
     app.state.camera_token = token

@@ -1,12 +1,19 @@
-"""The `smartlock camera` sub-command: open a source, serve it as MJPEG until interrupted."""
+"""The `smartlock camera` sub-command: open a source, serve it as MJPEG until interrupted.
+
+Stream and snapshot need a token by default: without --token-file the camera keeps one in the data
+directory, created on first start and then shown once, as a ready-to-open URL, on the terminal only.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import re
+import socket
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+from urllib.parse import quote
 
 from smartlock.camera.settings import CameraSettings
 
@@ -32,6 +39,48 @@ def read_token(path: Path) -> str:
     from smartlock.service import read_secret
 
     return read_secret(path, "camera token file")
+
+
+def default_token_file() -> Path:
+    """Where the camera keeps its token when no --token-file is given."""
+    from smartlock.config import default_data_dir
+
+    return default_data_dir() / "camera" / "token"
+
+
+def camera_token(settings: CameraSettings) -> tuple[str | None, Path | None, bool]:
+    """(token, its file, whether it was created just now); (None, None, False) with --no-auth.
+
+    A --token-file that does not exist yet is created, like the default one, with a random token (0600)."""
+    from smartlock.service import ensure_secret
+
+    if settings.no_auth:
+        return None, None, False
+    path = settings.token_file or default_token_file()
+    token, created = ensure_secret(path, what="camera token file")
+    return token, path, created
+
+
+def page_url(settings: CameraSettings, token: str) -> str:
+    """The camera page with the token, for the terminal: the machine's name when it listens everywhere."""
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    elif ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if settings.tls else "http"
+    return f"{scheme}://{host}:{settings.port}/?token={quote(token, safe='')}"
+
+
+def show_token_url(settings: CameraSettings, token: str, out: TextIO | None = None) -> bool:
+    """Print the ready-to-open URL to ``out`` (stderr) when it is a terminal: never to a log or a file,
+    where the token would outlive the moment. True when printed."""
+    out = out if out is not None else sys.stderr
+    if not out.isatty():
+        return False
+    print(f"\nOpen the camera (the token is in the URL, keep it private):\n  {page_url(settings, token)}\n",
+          file=out, flush=True)
+    return True
 
 
 class RedactTokens(logging.Filter):
@@ -68,20 +117,37 @@ def serve_camera(settings: CameraSettings) -> int:
     from smartlock.service import serve
 
     setup_logging()
-    token = read_token(settings.token_file) if settings.token_file else None
-    source = open_source(settings.source, width=settings.width, height=settings.height, fps=settings.fps)
+    token, token_file, created = camera_token(settings)
+    source_token = read_token(settings.source_token_file) if settings.source_token_file else None
+    source = open_source(settings.source, width=settings.width, height=settings.height, fps=settings.fps,
+                         token=source_token)
     # Cameras were asked for the size when opened; everything else is scaled when a size is given.
     scale = {} if source.resizes_itself else {"width": settings.width, "height": settings.height}
     encoder = FrameEncoder(quality=settings.quality, rotation=settings.rotation, **scale)
     hub = FrameHub(source, encoder=encoder)
+    scheme = "https" if settings.tls else "http"
     logger.info(
-        "serving %s on http://%s:%d/ (stream at /stream.mjpg)", source.name, settings.host, settings.port
+        "serving %s on %s://%s:%d/ (stream at /stream.mjpg)",
+        source.name, scheme, settings.host, settings.port,
     )
+    if token is None:
+        logger.warning(
+            "AUTHENTICATION IS OFF (--no-auth): anyone on the network can watch this camera, and its frames "
+            "are unsigned, so an engine cannot tell them from a rogue stream's"
+        )
+    else:
+        logger.info(
+            "stream and snapshot need the token in %s%s (Authorization: Bearer, X-Token or ?token=); "
+            "every frame is signed with it", token_file, " (created now)" if created else "",
+        )
+        if created:
+            show_token_url(settings, token)
     redact_access_log()
     # The hub is stopped as soon as a stop is asked for: uvicorn waits for open responses, and an MJPEG
     # stream never ends by itself.
     try:
-        serve(create_app(hub, token), settings.host, settings.port, on_stop=hub.stop, access_log=True)
+        serve(create_app(hub, token), settings.host, settings.port, on_stop=hub.stop, access_log=True,
+              tls_cert=settings.tls_cert, tls_key=settings.tls_key)
     finally:
         hub.stop()
     return 0

@@ -2,14 +2,16 @@
 
 A part is ``--FRAME``, headers, a blank line, the JPEG and CRLF, as in the seed's picamera server. Each
 part also carries ``X-Timestamp`` (unix seconds at capture) so a consumer can tell when a frame was taken;
-OpenCV and browsers ignore the extra header. The parser keeps every part's headers (lower-cased names).
+OpenCV and browsers ignore the extra header; a camera with a token also signs each part (X-Sequence,
+X-Stream-Id, X-Frame-Signature: ``smartlock.camera.signing``). The parser keeps every part's headers
+(lower-cased names).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
 from smartlock.errors import CameraError
@@ -23,14 +25,22 @@ JPEG_SOI = b"\xff\xd8"
 Part = tuple[dict[str, str], bytes]
 
 
-def build_part(jpeg: bytes, timestamp: float) -> bytes:
-    """One multipart part, built once per frame and sent as-is to every client."""
-    head = b"--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %.6f\r\n\r\n" % (
-        BOUNDARY.encode(),
-        len(jpeg),
-        timestamp,
+def format_timestamp(timestamp: float) -> str:
+    """X-Timestamp as the camera writes it (and signs it): unix seconds with six decimals."""
+    return f"{timestamp:.6f}"
+
+
+def build_part(jpeg: bytes, timestamp: float, headers: Mapping[str, str] | None = None) -> bytes:
+    """One multipart part, built once per frame and sent as-is to every client; ``headers`` (the frame
+    signature, see ``smartlock.camera.signing``) are added after X-Timestamp."""
+    extra = "".join(
+        f"{name}: {value}\r\n" for name, value in (headers or {}).items() if name.lower() != "x-timestamp"
     )
-    return head + jpeg + b"\r\n"
+    head = (
+        f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
+        f"X-Timestamp: {format_timestamp(timestamp)}\r\n{extra}\r\n"
+    )
+    return head.encode("latin-1") + jpeg + b"\r\n"
 
 
 def header_param(value: str, name: str) -> str | None:

@@ -7,16 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
-from smartlock.config import PartSettings
+from smartlock.config import PartSettings, TlsSettings
 
 DEFAULT_FPS = 24.0
 DEFAULT_QUALITY = 80
 DEFAULT_PORT = 80
 
 
-class CameraSettings(PartSettings):
+class CameraSettings(TlsSettings):
     """Which source to serve, how to encode it, where to listen, and the token that guards the frames."""
 
     source: str | None = Field(
@@ -49,10 +49,29 @@ class CameraSettings(PartSettings):
     )
     token_file: Path | None = Field(
         default=None,
-        description="file (mode 0600) holding a token that the stream and snapshot then require "
-        "(Authorization: Bearer, X-Token or ?token=)",
+        description="file (mode 0600) holding the token that stream and snapshot require (Authorization: "
+        "Bearer, X-Token or ?token=) and that signs every frame; created with a new random token when it "
+        "does not exist. Default: camera/token in the data directory",
         json_schema_extra={"metavar": "FILE"},
     )
+    no_auth: bool = Field(
+        default=False,
+        description="serve stream and snapshot to anyone, frames unsigned (not recommended: an engine "
+        "holding a token then drops every frame)",
+    )
+    source_token_file: Path | None = Field(
+        default=None,
+        description="when --source is another smartlock camera: file (mode 0600) holding its token, proven "
+        "to it without sending it; its frames are then verified and any unsigned, wrongly signed, stale or "
+        "replayed frame is dropped before it is re-signed with this camera's own token",
+        json_schema_extra={"metavar": "FILE"},
+    )
+
+    @model_validator(mode="after")
+    def _auth_or_not(self) -> CameraSettings:
+        if self.no_auth and self.token_file is not None:
+            raise ValueError("--no-auth and --token-file contradict each other")
+        return self
 
     @classmethod
     def add_options(cls, parser: Any) -> None:

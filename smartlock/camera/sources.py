@@ -244,8 +244,11 @@ def make_source(
     height: int | None = None,
     fps: float = 24.0,
     transport: httpx.BaseTransport | None = None,
+    token: str | None = None,
 ) -> Source:
-    """The (unopened) source a ``--source`` value names; CameraError when it names nothing usable."""
+    """The (unopened) source a ``--source`` value names; CameraError when it names nothing usable.
+
+    ``token`` (an upstream smartlock camera's) is for http(s) URLs only; see UrlSource."""
     asked = camera_size(width, height)
     spec = spec.strip()
     if spec == "picamera":
@@ -255,7 +258,11 @@ def make_source(
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", spec):
         if urlsplit(spec).scheme.lower() not in ("http", "https", "rtsp", "rtsps"):
             raise CameraError(f"source {redact_url(spec)!r}: only http(s):// and rtsp:// URLs can be relayed")
-        return UrlSource(spec, fps=fps, transport=transport)
+        if token is not None and urlsplit(spec).scheme.lower() not in ("http", "https"):
+            raise CameraError(f"source {redact_url(spec)!r}: an upstream token needs an http(s) URL")
+        return UrlSource(spec, fps=fps, transport=transport, token=token)
+    if token is not None:
+        raise CameraError(f"source {spec!r}: an upstream token is only for another camera's http(s) URL")
     if spec.startswith("/dev/"):
         return DeviceSource(spec, width=asked[0], height=asked[1], fps=fps)
     path = Path(spec).expanduser()
@@ -273,15 +280,18 @@ def open_source(
     height: int | None = None,
     fps: float = 24.0,
     transport: httpx.BaseTransport | None = None,
+    token: str | None = None,
 ) -> Source:
     """Open the source ``spec`` names (default: the Pi camera where picamera2 imports, else device 0).
 
     Raises CameraError naming everything that was tried when nothing opens.
     """
     if spec is not None:
-        source = make_source(spec, width=width, height=height, fps=fps, transport=transport)
+        source = make_source(spec, width=width, height=height, fps=fps, transport=transport, token=token)
         source.open()
         return source
+    if token is not None:
+        raise CameraError("an upstream token is only for a --source that is another camera's http(s) URL")
     tried: list[str] = []
     for candidate in ("picamera", "0"):
         source = make_source(candidate, width=width, height=height, fps=fps)

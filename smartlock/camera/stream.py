@@ -11,12 +11,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from smartlock.camera.imaging import decode_jpeg_bgr, encode_jpeg_bgr, load_cv2
 from smartlock.camera.mjpeg import build_part, jpeg_size
+from smartlock.camera.signing import FrameSigner
 from smartlock.camera.slot import FrameSlot
 from smartlock.camera.source_base import RawFrame, Source
 from smartlock.errors import BadImageError, CameraError, ConfigError
@@ -34,6 +35,7 @@ class EncodedFrame:
     jpeg: bytes
     timestamp: float  # unix seconds at capture
     part: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)  # the signature headers, when signed
 
 
 class FrameEncoder:
@@ -97,7 +99,10 @@ class FrameEncoder:
 
 
 class FrameHub:
-    """Owns the capture thread of one source and hands its newest frame to any number of readers."""
+    """Owns the capture thread of one source and hands its newest frame to any number of readers.
+
+    With a ``signer`` each frame is signed once as it is published (its sequence is the frame's ``seq``).
+    """
 
     def __init__(
         self,
@@ -106,8 +111,10 @@ class FrameHub:
         encoder: FrameEncoder | None = None,
         backoff: tuple[float, float] = (0.5, 10.0),
         stale_after: float | None = None,
+        signer: FrameSigner | None = None,
     ) -> None:
         self.source = source
+        self.signer = signer
         self.encoder = encoder or FrameEncoder()
         self.backoff = backoff
         self._stale_after = stale_after
@@ -201,8 +208,14 @@ class FrameHub:
             logger.info("camera source still failing: %s; next try in %.1f s", message, delay)
 
     def _publish(self, jpeg: bytes, timestamp: float) -> EncodedFrame:
-        part = build_part(jpeg, timestamp)
-        frame = self._slot.publish(lambda seq: EncodedFrame(seq, jpeg, timestamp, part))
+        signer = self.signer
+
+        def make(seq: int) -> EncodedFrame:
+            # Signed once per frame, inside the slot's lock, so the sequence is the frame's own number.
+            headers = signer.headers(jpeg, timestamp, seq) if signer is not None else {}
+            return EncodedFrame(seq, jpeg, timestamp, build_part(jpeg, timestamp, headers), headers)
+
+        frame = self._slot.publish(make)
         with self._lock:
             recovered = self._error is not None
             self._error = None

@@ -1,4 +1,9 @@
-"""Relaying a URL: an MJPEG stream (parts passed through), a JPEG snapshot URL (polled), or OpenCV/FFmpeg."""
+"""Relaying a URL: an MJPEG stream (parts passed through), a JPEG snapshot URL (polled), or OpenCV/FFmpeg.
+
+Relaying another smartlock camera with its token (``--source-token-file``), each upstream frame is checked
+(``signing.FrameGate``) and dropped unless signed by that token, fresh and new; the hub then signs what it
+relays with this camera's own token, keeping the upstream capture time.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import httpx
 
 from smartlock.camera.imaging import load_cv2
 from smartlock.camera.mjpeg import JPEG_SOI, MAX_PART_BYTES, boundary_of, iter_multipart, part_timestamp
+from smartlock.camera.signing import FrameGate, access_proof
 from smartlock.camera.source_base import OpenCVSource, Pacer, RawFrame, Source
 from smartlock.errors import CameraError
 
@@ -31,7 +37,9 @@ def redact_url(url: str) -> str:
 
 class UrlSource(Source):
     """Relays a URL: an MJPEG stream (passed through, parsed here), a JPEG snapshot URL (polled at ``fps``),
-    or anything else OpenCV's FFmpeg can read (rtsp://, HLS, ...)."""
+    or anything else OpenCV's FFmpeg can read (rtsp://, HLS, ...). With ``token`` (an upstream smartlock
+    camera's), each connection proves it (``Authorization: Smartlock-Proof``, the token itself never
+    leaves) and only frames signed with it are relayed."""
 
     kind = "url"
 
@@ -42,9 +50,12 @@ class UrlSource(Source):
         fps: float = 24.0,
         transport: httpx.BaseTransport | None = None,
         timeout: float = 10.0,
+        token: str | None = None,
     ) -> None:
         super().__init__(f"url {redact_url(url)}", None)
         self.url = url
+        self._token = token
+        self.gate = FrameGate(token, where=self.name) if token else None
         self.fallback_fps = fps
         self._transport = transport
         self._timeout = timeout
@@ -63,10 +74,14 @@ class UrlSource(Source):
     def open(self) -> None:
         self.close()
         if urlsplit(self.url).scheme.lower() not in ("http", "https"):
+            if self.gate is not None:
+                raise CameraError(f"{self.name}: an upstream token needs an http(s) smartlock camera URL")
             self._open_opencv()
             return
         timeout = httpx.Timeout(self._timeout, connect=5.0)
-        client = httpx.Client(transport=self._transport, timeout=timeout, follow_redirects=True)
+        headers = {"Authorization": access_proof(self._token)} if self._token else {}
+        client = httpx.Client(transport=self._transport, timeout=timeout, follow_redirects=True,
+                              headers=headers)
         try:
             response = client.send(client.build_request("GET", self.url), stream=True)
         except httpx.HTTPError as err:
@@ -88,6 +103,8 @@ class UrlSource(Source):
         if response.status_code != 200:
             raise CameraError(f"{self.name}: answered HTTP {response.status_code}")
         content_type = response.headers.get("content-type", "")
+        if self.gate is not None and not content_type.lower().startswith("multipart/"):
+            raise CameraError(f"{self.name}: not an MJPEG stream, so its frames cannot be verified")
         if content_type.lower().startswith("multipart/"):
             boundary = boundary_of(content_type)
             if not boundary:
@@ -126,6 +143,10 @@ class UrlSource(Source):
                 headers, body = next(self._parts)
             except httpx.HTTPError as err:
                 raise CameraError(f"{self.name}: {err}") from err
+            if self.gate is not None and not self.gate.admit(headers, body):
+                if self._interrupted.is_set():  # a stream of nothing but dropped frames must not hold a stop
+                    raise CameraError(f"{self.name}: stopped")
+                continue
             if body.startswith(JPEG_SOI):
                 return RawFrame(part_timestamp(headers), jpeg=body)
 

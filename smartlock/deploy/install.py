@@ -34,6 +34,15 @@ from smartlock.deploy.systemd import (
 from smartlock.errors import ConfigError
 
 SECRET_WORDS = ("key", "secret", "token", "password")
+PATH_FLAGS = frozenset({"tls_key", "tls_cert"})  # paths despite their names
+NO_AUTH_RISK = {
+    "door": "accepts UNSIGNED unlock requests: anyone on the network could open the door. "
+    "Use --secret-file FILE",
+    "recognition": "lets anyone on the network enroll a face and then walk in. "
+    "Use --api-key-file FILE or the generated key",
+    "camera": "shows the camera to anyone on the network and stops signing its frames. Use --token-file FILE "
+    "or the generated token",
+}
 # str-typed flags that may name a file (the Path-typed ones are found by their type)
 PATH_LIKE = {"source", "camera", "haar_file_path", "camera_url"}
 # flags whose path the part writes to: the folder itself, or the folder of the file
@@ -106,7 +115,8 @@ def _refuse_unsafe_flags(part: str, given: dict[str, Any], actions: list[argpars
             raise ConfigError("--generate-secret is a one-off command: run `smartlock door --generate-secret "
                               "FILE` once by hand, then install the door with --secret-file FILE")
         secret_word = any(w in action.dest for w in SECRET_WORDS)
-        if action.nargs != 0 and secret_word and not action.dest.endswith("_file"):
+        if action.nargs != 0 and secret_word and not action.dest.endswith("_file") \
+                and action.dest not in PATH_FLAGS:
             hint = ("put the key in a file only the service user can read (chmod 600) and pass "
                     "--face-recognition-api-key-file FILE" if action.dest == "face_recognition_api_key"
                     else "pass the secret in a file (a --*-file flag)")
@@ -115,10 +125,11 @@ def _refuse_unsafe_flags(part: str, given: dict[str, Any], actions: list[argpars
     if given.get("no_auth"):
         if not allow_no_auth:
             raise ConfigError(
-                f"`smartlock {part} --no-auth` accepts UNSIGNED unlock requests: anyone on the network could "
-                "open the door. Use --secret-file FILE; to install it anyway, add --allow-no-auth"
+                f"`smartlock {part} --no-auth` {NO_AUTH_RISK.get(part, 'turns authentication off')}; "
+                "to install it anyway, add --allow-no-auth"
             )
-        notes.append("WARNING: --no-auth: this door opens for UNSIGNED requests from anyone on the network.")
+        notes.append(f"WARNING: --no-auth: `smartlock {part}` "
+                     f"{NO_AUTH_RISK.get(part, 'turns authentication off').split('. Use')[0]}.")
     return notes
 
 

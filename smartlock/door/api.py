@@ -1,12 +1,15 @@
 """The Door API: signed POST /unlock and /lock, GET /status and /events, audit and refusal limits.
 
 Authentication: /unlock, /lock, /status and /events need a signed request (see auth.py) unless the
-app was built with ``auth=None`` (the CLI's ``--no-auth``). /status is signed too because it tells
-whether the door is open right now and who came in last. Only GET /health (no door data) and the
-OpenAPI pages are public.
+app was built with ``auth=None`` (the CLI's ``--no-auth``); even then a request from a foreign
+``Origin`` is refused, and an unlock or lock must be JSON or carry ``X-Smartlock-Request`` (routes.py).
+/status is signed too because it tells whether the door is open right now and who came in last. Only
+GET /health (no door data) and the OpenAPI pages are public.
 
-Every refused request (4xx) and every door action is written to the audit before its answer is sent;
-accepted reads of /status and /events are not recorded (the dashboard polls them). More than
+Every refused request (4xx) and every door action is written to the audit before its answer is sent
+(identical refusals from one address within a minute share a row); an unlock whose row cannot be
+written is refused (503) and the door stays locked. Accepted reads of /status and /events are not
+recorded (the dashboard polls them). More than
 ``limiter.max_refusals`` refusals from one address within a minute block it with 429 for a minute.
 Request bodies over 64 KB are refused (413) before any of them is read into memory.
 """

@@ -1,5 +1,8 @@
 """The door's outermost layer: 429 for blocked addresses, and every refused request in the audit log.
 
+Identical refusals from one address within a minute share one row (refusals.py); an audit that cannot
+be written never turns a refusal into a 500: the refusal is still answered, and /health says why.
+
 The reason recorded is the message the client is sent: the shared error handlers leave it in the
 request scope under ``ERROR_MESSAGE_KEY``; what the routes learnt (the key id claimed) is under
 ``AUDIT_KEY``.
@@ -63,20 +66,24 @@ class AuditMiddleware:
             raise
 
     def _refuse(self, scope: Scope, address: str, audit: dict[str, Any], code: int) -> None:
-        reason = scope.get(ERROR_MESSAGE_KEY) or HTTPStatus(code).phrase
-        self._audit(scope, address, audit, code, "refused", str(reason))
+        reason = str(scope.get(ERROR_MESSAGE_KEY) or HTTPStatus(code).phrase)
+        path = scope.get("path", "")
+        self.service.refuse(
+            ACTIONS.get(path, "request"), client=address, method=str(scope.get("method")), status=code,
+            path=path[:200], key_id=audit.get("key_id"), reason=reason[:500],
+        )
         if self.limiter.record_refusal(address):
             reason = (
                 f"more than {self.limiter.max_refusals} refused requests within {self.limiter.window:.0f} s:"
                 f" blocked for {self.limiter.block:.0f} s"
             )
             logger.warning("address %s %s", address, reason)
-            self.service.record("block", "info", client=address, reason=reason)
+            self.service.record_quietly("block", "info", client=address, reason=reason)
 
     def _audit(self, scope: Scope, address: str, audit: dict[str, Any], code: int, outcome: str,
                reason: str) -> None:
         path = scope.get("path", "")
-        self.service.record(
+        self.service.record_quietly(
             ACTIONS.get(path, "request"), outcome, status=code, method=scope.get("method"), path=path[:200],
             client=address, key_id=audit.get("key_id"), reason=reason[:500],
         )

@@ -1,19 +1,28 @@
-"""Client of the Door API: signs each request, retries unlocks, turns every failure into DoorError."""
+"""Client of the Door API: signs each request, retries unlocks, turns every failure into DoorError.
+
+Every request carries ``X-Smartlock-Request: 1``, which a ``--no-auth`` door requires of unsigned
+unlocks and locks (a web page cannot send it cross-site). ``https://`` doors are verified against the
+usual CA bundle, or against ``ca_file`` (a self-signed door's certificate, or its own CA).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import shlex
+import ssl
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from smartlock.door.auth import DoorSecret, sign_request
-from smartlock.errors import AuthError, DoorError
+from smartlock.errors import AuthError, ConfigError, DoorError
 
 logger = logging.getLogger(__name__)
+
+REQUEST_HEADER = {"X-Smartlock-Request": "1"}  # routes.HEADER_REQUEST; no server import in the client
 
 
 def base_url_of(unlock_url: str) -> str:
@@ -39,14 +48,17 @@ class DoorClient:
         timeout: float = 0.3,
         tries: int = 3,
         transport: httpx.BaseTransport | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         if tries < 1:
             raise ValueError("tries must be at least 1")
+        if httpx.URL(url).scheme not in ("http", "https"):
+            raise ConfigError(f"the door URL must start with http:// or https://, not {url!r}")
         self.url = str(httpx.URL(url))
         self.base_url = base_url_of(url)
         self.secret = secret
         self.tries = tries
-        self._http = httpx.Client(timeout=timeout, transport=transport)
+        self._http = httpx.Client(timeout=timeout, transport=transport, verify=tls_verification(ca_file))
 
     def close(self) -> None:
         self._http.close()
@@ -60,7 +72,7 @@ class DoorClient:
     def build_request(self, method: str, url: str, body: bytes = b"", params: dict[str, Any] | None = None
                       ) -> httpx.Request:
         """A signed request, ready to send (also used for --print-curl)."""
-        headers = {"content-type": "application/json"} if body else {}
+        headers = {**REQUEST_HEADER, **({"content-type": "application/json"} if body else {})}
         request = self._http.build_request(method, url, content=body, headers=headers, params=params)
         if self.secret is not None:
             signed_path = request.url.raw_path.decode("ascii")
@@ -122,6 +134,16 @@ class DoorClient:
         if not isinstance(data, dict):
             raise DoorError(f"{method} {path} answered {type(data).__name__}, not a JSON object")
         return data
+
+
+def tls_verification(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """True (the usual CA bundle) or a context trusting ``ca_file``; ConfigError when it cannot be read."""
+    if ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigError(f"cannot use the CA file {ca_file}: {err}") from err
 
 
 def unlock_body(person: str | None, confidence: float | None, source: str | None) -> bytes:

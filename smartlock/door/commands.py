@@ -15,9 +15,9 @@ from smartlock.door.settings import DoorSettings, UnlockSettings
 logger = logging.getLogger(__name__)
 
 DOOR_FLAGS = ("pin", "lock_delay", "host", "port", "secret_file", "no_auth", "pin_factory", "active_high",
-              "events_db")
-UNLOCK_FLAGS = ("door_api_url", "secret_file", "no_auth", "print_curl", "person", "confidence", "source",
-                "timeout", "tries")
+              "events_db", "audit_retention_days", "audit_max_rows", "tls_cert", "tls_key")
+UNLOCK_FLAGS = ("door_api_url", "secret_file", "no_auth", "ca_file", "print_curl", "person", "confidence",
+                "source", "timeout", "tries")
 
 
 def register(subparsers: Any) -> None:
@@ -66,10 +66,12 @@ def serve_door(settings: DoorSettings) -> int:
     from smartlock.door.events import EventLog
     from smartlock.door.relay import Relay, make_pin_factory
     from smartlock.logs import setup_logging
+    from smartlock.service.server import check_tls
 
     settings.check_complete()
     assert settings.pin is not None  # check_complete() made sure
     setup_logging(settings.log_level)
+    check_tls(settings.tls_cert, settings.tls_key)  # before the relay is touched
     # Nonces are remembered in memory only, and timestamps are whole seconds: refuse everything signed
     # in or before the second this process started (a request captured before a restart cannot be
     # replayed after it), and answer nothing before the next second begins (a fresh one is never refused).
@@ -81,7 +83,8 @@ def serve_door(settings: DoorSettings) -> int:
     relay = Relay(settings.pin, active_high=settings.active_high,
                   pin_factory=make_pin_factory(settings.pin_factory))
     try:
-        events = EventLog(events_path)
+        events = EventLog(events_path, retention_days=settings.audit_retention_days,
+                          max_rows=settings.audit_max_rows)
         try:
             time.sleep(max(0.0, not_before - time.time()))
             stopped_by = _serve(relay, verifier, events, settings)
@@ -99,10 +102,13 @@ def _serve(relay: Any, verifier: Any, events: Any, settings: DoorSettings) -> in
 
     app = create_app(relay, verifier, events, settings.lock_delay)
     service = app.state.service
-    logger.info("door API on http://%s:%d (events: %s)", settings.host, settings.port, events.path)
+    scheme = "https" if settings.tls else "http"
+    logger.info("door API on %s://%s:%d (events: %s, kept %g days, at most %d rows)", scheme, settings.host,
+                settings.port, events.path, settings.audit_retention_days, settings.audit_max_rows)
     try:
         return serve(app, settings.host, settings.port, log_level=settings.log_level,
-                     on_stop=lambda: service.stop("stop signal"))
+                     on_stop=lambda: service.stop("stop signal"), tls_cert=settings.tls_cert,
+                     tls_key=settings.tls_key)
     finally:
         service.stop("process exit")  # no-op when a signal or the server's own shutdown already did it
 
@@ -128,7 +134,8 @@ def run_unlock(args: argparse.Namespace) -> int:
     settings = UnlockSettings.from_args(args)
     settings.check_complete()
     secret = None if settings.secret_file is None else load_secret(settings.secret_file)
-    with DoorClient(settings.door_api_url, secret, timeout=settings.timeout, tries=settings.tries) as client:
+    with DoorClient(settings.door_api_url, secret, timeout=settings.timeout, tries=settings.tries,
+                    ca_file=settings.ca_file) as client:
         if settings.print_curl:
             body = unlock_body(settings.person, settings.confidence, settings.source)
             print(curl_command(client.build_request("POST", client.url, body)))

@@ -4,12 +4,23 @@ The handlers get their collaborators from ``request.app.state`` through dependen
 DoorService, ``verifier``: the RequestVerifier or None for ``--no-auth``), so this router is built once,
 at import, and create_app() only assembles. A refusal is an HTTPException: the shared handlers answer
 it as ``{"message": ...}`` and leave the message for the audit.
+
+Unsigned requests (``--no-auth``) are still refused when a web page could have sent them: a foreign
+``Origin`` gets 403, and POST /unlock and /lock must be non-simple requests (a JSON content type or
+the ``X-Smartlock-Request`` header), which a browser sends cross-site only after a CORS preflight
+that this door never approves. A signature already makes a request non-simple.
+
+An unlock is audited before the relay moves: if the row cannot be written (disk full) the answer is
+503 and the door stays locked. A lock locks first and audits after: locking must never wait for, or
+fail because of, the audit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sqlite3
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -22,7 +33,7 @@ from starlette.exceptions import HTTPException
 from smartlock.config import StrictModel
 from smartlock.door.audit import AUDIT_KEY
 from smartlock.door.auth import HEADER_KEY_ID, RequestVerifier
-from smartlock.door.events import MAX_PAGE
+from smartlock.door.events import MAX_PAGE, AuditWriteError
 from smartlock.door.service import DoorService
 from smartlock.errors import AuthError, RelayError
 from smartlock.service import Health
@@ -30,6 +41,7 @@ from smartlock.service import Health
 logger = logging.getLogger(__name__)
 
 AUTH_SCHEME = "Smartlock-HMAC-SHA256"
+HEADER_REQUEST = "X-Smartlock-Request"  # any value; "1" by convention. Forces a browser's preflight.
 
 
 class UnlockRequest(StrictModel):
@@ -72,6 +84,8 @@ async def signed_request(
     declared = request.headers.get("content-length")
     if declared is not None and not (declared.isascii() and declared.isdigit()):  # isdigit() accepts "²"
         raise Refused(400, "Content-Length must be a number")
+    if verifier is None:
+        refuse_browser_request(request)
     body = b"".join([chunk async for chunk in request.stream()])
     if verifier is None:
         return Signed(None, body)
@@ -86,6 +100,29 @@ async def signed_request(
         raise Refused(401, str(err), {"www-authenticate": AUTH_SCHEME}) from err
 
 
+def own_origin(request: Request) -> str:
+    """The origin a page served by this door would send: scheme and Host header."""
+    return f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
+
+
+def refuse_browser_request(request: Request) -> None:
+    """Refuse an unsigned request a web page on another site could have made (see the module doc)."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin.strip().lower() != own_origin(request):
+        raise Refused(403, f"cross-site request refused: Origin {origin[:100]!r} is not this door")
+    if request.method != "POST" or request.headers.get(HEADER_REQUEST):
+        return
+    content_type = request.headers.get("content-type")
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type == "application/json":
+        return
+    if content_type is not None:
+        raise Refused(415, f"an unsigned {request.url.path} must be application/json or carry "
+                           f"{HEADER_REQUEST}: 1 (a web page cannot send either cross-site)")
+    raise Refused(403, f"an unsigned {request.url.path} must carry {HEADER_REQUEST}: 1 or a JSON body "
+                       "(a web page cannot send either cross-site)")
+
+
 ServiceDep = Annotated[DoorService, Depends(door_service)]
 SignedDep = Annotated[Signed, Depends(signed_request)]
 
@@ -93,12 +130,13 @@ router = APIRouter()
 
 
 def audit(request: Request, service: DoorService, action: str, outcome: str, status: int,
-          **fields: Any) -> None:
-    """Record a door action answered by a route (the middleware then records nothing more)."""
+          **fields: Any) -> int:
+    """Record a door action answered by a route (the middleware then records nothing more); returns the
+    row's id. Raises AuditWriteError."""
     request.scope[AUDIT_KEY]["recorded"] = True
     client = request.client.host if request.client else "unknown"
-    service.record(action, outcome, status=status, method=request.method, path=request.url.path,
-                   client=client, **fields)
+    return service.record(action, outcome, status=status, method=request.method, path=request.url.path,
+                          client=client, **fields)
 
 
 @router.post(
@@ -112,18 +150,26 @@ async def unlock(request: Request, service: ServiceDep, signed: SignedDep) -> JS
     payload = parse_unlock(signed.body)
     client = request.client.host if request.client else "unknown"
     who = payload.model_dump()
+    try:  # audited before the relay moves: no unlock goes unrecorded
+        event_id = audit(request, service, "unlock", "pending", 202, key_id=signed.key_id, **who)
+    except AuditWriteError as err:
+        logger.error("unlock from %s refused, the door stays locked: %s", client, err)
+        raise Refused(503, f"{err}; the door stays locked", {"retry-after": "5"}) from err
     try:
         seconds = service.door.unlock()
     except RelayError as err:
         logger.error("unlock from %s failed, the door stays locked: %s", client, err)
-        audit(request, service, "unlock", "error", 503, key_id=signed.key_id, reason=str(err), **who)
+        service.amend_quietly(event_id, outcome="error", status=503, reason=str(err))
         raise Refused(503, "the relay cannot be driven; the door stays locked") from err
+    service.amend_quietly(event_id, outcome="accepted")
     if signed.key_id is None:
         logger.warning("UNSIGNED unlock accepted from %s (--no-auth) %s", client, who)
     else:
         logger.info("unlock accepted from %s, key %s %s", client, signed.key_id, who)
-    audit(request, service, "unlock", "accepted", 202, key_id=signed.key_id, **who)
-    service.last_unlock = service.events.last("unlock", "accepted")
+    try:
+        service.last_unlock = service.events.last("unlock", "accepted")
+    except sqlite3.Error as err:  # the door did open: answer that truthfully, never a 500 the client retries
+        logger.warning("unlock accepted, but the audit could not be read back: %s", err)
     return JSONResponse({"status": "unlocked", "locked": False, "seconds_left": seconds}, status_code=202)
 
 
@@ -133,10 +179,17 @@ async def lock(request: Request, service: ServiceDep, signed: SignedDep) -> dict
         service.door.lock()
     except RelayError as err:
         logger.error("lock request failed: %s", err)
-        audit(request, service, "lock", "error", 503, key_id=signed.key_id, reason=str(err))
+        with contextlib.suppress(AuditWriteError):
+            audit(request, service, "lock", "error", 503, key_id=signed.key_id, reason=str(err))
         raise Refused(503, f"the relay cannot be driven: {err}") from err
-    audit(request, service, "lock", "accepted", 200, key_id=signed.key_id)
-    return {"status": "locked", "locked": True}
+    answer: dict[str, Any] = {"status": "locked", "locked": True}
+    try:
+        audit(request, service, "lock", "accepted", 200, key_id=signed.key_id)
+    except AuditWriteError as err:  # locked all the same: the log line is the record
+        client = request.client.host if request.client else "unknown"
+        logger.error("lock from %s done but not audited: %s", client, err)
+        answer["audit"] = str(err)
+    return answer
 
 
 @router.get("/status", summary="Whether the door is locked, seconds left, last unlock",
@@ -160,13 +213,14 @@ async def list_events(
     limit: int = Query(50, ge=1, le=MAX_PAGE, description="How many events"),
     before: int | None = Query(None, ge=1, le=2**63 - 1, description="Only events with a smaller id"),
 ) -> dict[str, Any]:
+    service.refusals.flush()  # repeated refusals counted so far
     page = service.events.page(limit=limit, before=before)
     return {"events": page, "next_before": page[-1]["id"] if len(page) == limit else None}
 
 
-@router.get("/health", summary="Liveness (public, no door data)")
-async def health() -> Health:
-    return Health.of("door")
+@router.get("/health", summary="Liveness (public, no door data); degraded when the audit or relay fails")
+async def health(service: ServiceDep) -> Health:
+    return Health.of("door", problems=service.problems())
 
 
 def parse_unlock(body: bytes) -> UnlockRequest:

@@ -1,4 +1,9 @@
-"""DoorService: what the Door API drives (relay, unlock window, audit); stop() leaves the relay locked."""
+"""DoorService: what the Door API drives (relay, unlock window, audit); stop() leaves the relay locked.
+
+An audit write that fails never stops the service: ``record`` raises AuditWriteError for the callers
+that must act on it (an unlock is refused), ``record_quietly`` logs for the rest (a refusal, a relock,
+start and stop), and ``problems()`` names the failure for /health.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,9 @@ import threading
 from typing import Any
 
 from smartlock.door.auth import RequestVerifier
-from smartlock.door.events import EventLog
+from smartlock.door.events import AuditWriteError, EventLog
 from smartlock.door.lock import DoorLock
+from smartlock.door.refusals import RefusalDigest, RefusalKind
 from smartlock.door.relay import Relay
 from smartlock.errors import RelayError
 
@@ -28,6 +34,7 @@ class DoorService:
         self.events = events
         self.auth_mode = auth_mode
         self.door = DoorLock(relay, lock_delay, on_change=self._on_change)
+        self.refusals = RefusalDigest(events)
         self.last_unlock: dict[str, Any] | None = events.last("unlock", "accepted")
         self._stopped = False
         self._stop_lock = threading.Lock()
@@ -40,12 +47,47 @@ class DoorService:
             return "unknown", None
 
     def record(self, action: str, outcome: str, **fields: Any) -> int:
+        """Add an audit row with the door's state read back now. Raises AuditWriteError."""
         door, level = self.door_state()
         return self.events.add(action, outcome, door=door, pin_level=level, **fields)
 
+    def record_quietly(self, action: str, outcome: str, **fields: Any) -> int | None:
+        """record(), but a failed write is only logged (the EventLog logs it once per burst)."""
+        try:
+            return self.record(action, outcome, **fields)
+        except AuditWriteError as err:
+            logger.debug("%s/%s not audited: %s", action, outcome, err)
+            return None
+
+    def amend_quietly(self, event_id: int, **fields: Any) -> None:
+        """Complete an audit row after the relay moved (its state read back); a failure is only logged."""
+        door, level = self.door_state()
+        try:
+            self.events.amend(event_id, door=door, pin_level=level, **fields)
+        except AuditWriteError as err:
+            logger.error("audit row %d not completed (%s); the log line above is the record", event_id, err)
+
+    def refuse(self, action: str, *, client: str, method: str, status: int, **fields: Any) -> None:
+        """Audit a refusal, folded with identical ones (refusals.py); never raises."""
+        kind: RefusalKind = (client, method, action, status)
+        try:
+            self.refusals.refuse(kind, lambda: self.record(action, "refused", client=client, method=method,
+                                                           status=status, **fields))
+        except AuditWriteError as err:
+            logger.debug("refusal not audited: %s", err)
+
+    def problems(self) -> list[str]:
+        """What /health reports as degraded: an audit that cannot be written, a relay fault."""
+        problems = []
+        if self.events.failure is not None:
+            problems.append(f"audit cannot be written: {self.events.failure}")
+        if self.door.fault is not None:
+            problems.append(f"relay fault: {self.door.fault}")
+        return problems
+
     def _on_change(self, action: str, reason: str) -> None:
         outcome = "info" if action == "relock" else "error"
-        self.record(action, outcome, reason=reason)
+        self.record_quietly(action, outcome, reason=reason)
 
     def start(self) -> None:
         self.relay.lock()
@@ -54,7 +96,7 @@ class DoorService:
             "door service started: relay on %s (%s), %s, pin reads %s; auth: %s",
             self.relay.pin_name, self.relay.gpio_name, door, level, self.auth_mode,
         )
-        self.record("start", "info", reason=f"service started; auth: {self.auth_mode}")
+        self.record_quietly("start", "info", reason=f"service started; auth: {self.auth_mode}")
 
     def stop(self, why: str) -> None:
         """Lock the relay for good and record it, once. Every caller returns only after that is done
@@ -67,9 +109,15 @@ class DoorService:
                 self.door.close()
             except RelayError as err:
                 logger.critical("door service stopping (%s) but the relay did not lock: %s", why, err)
-                self.record("stop", "error", reason=f"service stopped ({why}); relay did NOT lock: {err}")
+                self.refusals.flush()
+                self.record_quietly("stop", "error",
+                                    reason=f"service stopped ({why}); relay did NOT lock: {err}")
                 return
+            self.refusals.flush()  # after the relay is locked: the audit never delays that
             door, level = self.door_state()
             logger.info("door service stopping (%s): relay %s, %s reads %s", why, door, self.relay.pin_name,
                         level)
-            self.events.add("stop", "info", reason=f"service stopped ({why})", door=door, pin_level=level)
+            try:
+                self.events.add("stop", "info", reason=f"service stopped ({why})", door=door, pin_level=level)
+            except AuditWriteError as err:
+                logger.debug("stop not audited: %s", err)

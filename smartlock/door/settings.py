@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from smartlock.config import PartSettings
+from smartlock.config import PartSettings, TlsSettings
+from smartlock.door.events import DEFAULT_MAX_ROWS, DEFAULT_RETENTION_DAYS
 from smartlock.door.relay import PinFactoryName  # the relay module imports gpiozero only when a relay is made
 from smartlock.errors import ConfigError
 
@@ -20,8 +21,9 @@ DEFAULT_PIN_FACTORY: PinFactoryName = "auto"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-class DoorSettings(PartSettings):
-    """`smartlock door`: the relay's wiring, the unlock window, where to listen, how requests are signed."""
+class DoorSettings(TlsSettings):
+    """`smartlock door`: the relay's wiring, the unlock window, where to listen (HTTP or HTTPS), how
+    requests are signed, how long the audit keeps its history."""
 
     pin: int | None = Field(
         None, ge=1, le=40, json_schema_extra={"short": "-p"},
@@ -48,6 +50,14 @@ class DoorSettings(PartSettings):
     events_db: Path | None = Field(
         None, description="SQLite audit log (default: <data dir>/door/events.sqlite3)",
     )
+    audit_retention_days: float = Field(
+        DEFAULT_RETENTION_DAYS, gt=0, le=36500,
+        description="audit rows older than this many days are deleted",
+    )
+    audit_max_rows: int = Field(
+        DEFAULT_MAX_ROWS, ge=100, le=100_000_000,
+        description="the audit keeps at most this many rows (the oldest go first)",
+    )
     log_level: LogLevel = Field("INFO", description="how much the service logs")
 
     def check_complete(self) -> None:
@@ -70,6 +80,10 @@ class UnlockSettings(PartSettings):
     door_api_url: str = Field(description="the door's unlock URL, e.g. http://DOOR_IP/unlock")
     secret_file: Path | None = Field(None, description="the door's shared secret")
     no_auth: bool = Field(False, description="send an unsigned request (--no-auth doors only)")
+    ca_file: Path | None = Field(
+        None,
+        description="CA certificate (PEM) of an https door (default: the usual CA bundle)",
+    )
     print_curl: bool = Field(
         False, description="print the signed curl command instead of sending it (valid for 30 s, once)",
     )

@@ -3,17 +3,17 @@ those secrets out of their logs.
 
 Secrets come from 0600 files (``--face-recognition-api-key-file``, ``--camera-token-file``), so `up` never
 puts them on a command line or in the environment; the older ``--face-recognition-api-key`` and
-``$SMARTLOCK_API_KEY`` still work. A camera token read from a file travels as an ``Authorization: Bearer``
-header, never in the URL; a ``?token=`` someone put in ``--camera-url`` is masked in every log line.
+``$SMARTLOCK_API_KEY`` still work. A camera token read from a file never travels at all: the reader proves
+it holds it (``Authorization: Smartlock-Proof``, see ``smartlock.camera.signing``), so a rogue server at the
+camera URL cannot learn it, and verifies every frame's signature with it. A ``?token=`` someone put in
+``--camera-url`` is masked in every log line.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,7 @@ from smartlock.errors import ConfigError
 from smartlock.service import read_secret
 
 if TYPE_CHECKING:
-    from smartlock.engine.frames import FrameStream
+    from smartlock.engine.frames import StreamOpener
 
 # a value ends at the next parameter, a space, a quote or ": " (where a message quoting the URL goes on)
 _TOKEN_VALUE = re.compile(r"([?&;]token=)[^&;#\s'\"]*?(?=[&;#\s'\"]|:\s|:?$)", re.IGNORECASE)
@@ -56,13 +56,16 @@ def camera_token(token_file: Path | None) -> str | None:
     return read_secret(token_file, "camera token file") if token_file is not None else None
 
 
-def stream_opener(url: str, token: str | None) -> Callable[[str], FrameStream]:
-    """The frame reader's ``opener`` for ``url``: frames.open_stream, sending ``token`` as an
-    ``Authorization: Bearer`` header when given (ConfigError when that URL cannot carry a header)."""
-    from smartlock.engine.frames import open_stream
+def stream_opener(url: str, token: str | None) -> StreamOpener:
+    """The frame reader's ``opener`` for ``url``. With ``token`` each connection proves it holds the token
+    (``Authorization: Smartlock-Proof``) and every frame must be signed with it (the reader's ``rejected``
+    counts the drops); ConfigError when that URL cannot carry a header."""
+    from smartlock.camera.signing import FrameGate
+    from smartlock.engine.frames import StreamOpener
 
     if token is None:
-        return open_stream
+        return StreamOpener()
     if not url.startswith(("http://", "https://")):
         raise ConfigError("--camera-token-file needs an http(s) --camera-url")
-    return functools.partial(open_stream, headers={"Authorization": f"Bearer {token}"})
+    gate = FrameGate(token, where=redact_url(url))
+    return StreamOpener(token=token, gate=gate)

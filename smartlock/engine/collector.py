@@ -3,6 +3,8 @@
 Same camera, pre-filter and recogniser as the engine, but no door: each saved frame gets the seed's
 name ``<label>-<confidence:.2f>-<timestamp>.jpeg`` (full resolution, mirrored like the seed), a crop of
 each face in the band (``<stem>.face-<n>.jpeg``) and a JSON sidecar (``<stem>.json``) with every face.
+Every file is 0600 in a 0700 folder; frames older than ``keep_days`` or beyond the newest ``keep_frames``
+are pruned in the background. A failed save (a full disk) is logged once per outage and skipped.
 """
 
 from __future__ import annotations
@@ -17,14 +19,25 @@ from typing import Any
 import numpy as np
 
 from smartlock.engine.engine import FaceDetector, Recognizer, recognize_logged
-from smartlock.engine.files import collected_path, crop_name, current_timestamp, write_collected
+from smartlock.engine.files import (
+    collected_path,
+    crop_name,
+    current_timestamp,
+    prune_collected,
+    write_collected,
+)
 from smartlock.engine.frames import Frame, FrameSource, next_due_frame
-from smartlock.engine.settings import DEFAULT_FPS
+from smartlock.engine.settings import DEFAULT_FPS, DEFAULT_KEEP_DAYS, DEFAULT_KEEP_FRAMES
+from smartlock.engine.sinks import PRUNE_EVERY, PRUNE_GAP, Pruner
 from smartlock.engine.vision import encode_jpeg_bgr, prepare
 from smartlock.errors import ConfigError
+from smartlock.logs import Outage
 from smartlock.recognition.schemas import BoundingBox, Face
 
 logger = logging.getLogger(__name__)
+
+# (frame path, frame JPEG, sidecar, crops by name); raises OSError (full disk, ...)
+CollectedWriter = Callable[[Path, bytes, dict[str, Any], dict[str, bytes]], None]
 
 CROP_MARGIN = 0.2  # a little context around the detector's box helps whoever reviews the crop
 
@@ -63,6 +76,9 @@ class Collector:
         fps: float = DEFAULT_FPS,
         mirror: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        keep_days: float = DEFAULT_KEEP_DAYS,
+        keep_frames: int = DEFAULT_KEEP_FRAMES,
+        writer: CollectedWriter = write_collected,
     ) -> None:
         if not 0.0 <= min_confidence <= max_confidence <= 1.0:
             raise ConfigError(
@@ -79,10 +95,28 @@ class Collector:
         self.fps = fps
         self.mirror = mirror
         self.clock = clock
+        self.keep_days = keep_days
+        self.keep_frames = keep_frames
+        self._writer = writer
         self.saved: list[Path] = []
         self.errors = 0
+        self.save_errors = 0
+        self._saving = Outage("Saving collected frames", logger)
+        self.pruner: Pruner | None = None
         self._last_seq = 0
         self._next_due = 0.0
+
+    def prune(self, now: float | None = None) -> int:
+        """Apply the retention now (``now``: wall-clock seconds, for tests); how many frames went."""
+        return prune_collected(self.out_dir, self.keep_frames, keep_days=self.keep_days, now=now)
+
+    def start_pruning(self, every: float = PRUNE_EVERY, gap: float = PRUNE_GAP) -> Pruner:
+        self.pruner = Pruner(self.prune, "collected frames", every, gap).start()
+        return self.pruner
+
+    def close(self) -> None:
+        if self.pruner is not None:
+            self.pruner.close()
 
     def run(self, stop: threading.Event) -> None:
         logger.info("Data collector started: saving frames with confidence in [%.2f, %.2f] to %s",
@@ -117,7 +151,7 @@ class Collector:
             return None
         return self._save(image, faces, max(chosen, key=lambda face: face.confidence), frame)
 
-    def _save(self, image: np.ndarray, faces: list[Face], named: Face, frame: Frame) -> Path:
+    def _save(self, image: np.ndarray, faces: list[Face], named: Face, frame: Frame) -> Path | None:
         path = collected_path(self.out_dir, named.label, named.confidence, current_timestamp())
         entries: list[dict[str, Any]] = []
         crops: dict[str, bytes] = {}
@@ -137,7 +171,15 @@ class Collector:
             "max_confidence": self.max_confidence,
             "faces": entries,
         }
-        write_collected(path, encode_jpeg_bgr(image), sidecar, crops)
+        try:
+            self._writer(path, encode_jpeg_bgr(image), sidecar, crops)
+        except OSError as err:  # a full disk above all: skip this frame, try the next one
+            self.save_errors += 1
+            self._saving.failed(err)
+            return None
+        self._saving.ok()
+        if self.pruner is not None:
+            self.pruner.poke()
         self.saved.append(path)
         logger.info("Frame saved: %s", path)
         return path

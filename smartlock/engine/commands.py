@@ -1,19 +1,23 @@
-"""`smartlock engine`, `smartlock collect`: the seed's flags, as spelled there, plus the multi-frame rule."""
+"""`smartlock engine`, `smartlock collect`: the seed's flags, as spelled there, plus the multi-frame rule
+and retention (rotating log, unlock / collected frames kept for --keep-days and a count)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smartlock.engine.settings import (  # re-exported: other parts import the defaults from here
     API_KEY_ENV,
+    DEFAULT_LOG_BACKUPS,
+    DEFAULT_LOG_MAX_MB,
     DEFAULT_MAX_FPS,
     DEFAULT_MIN_FRAMES,
     DEFAULT_THRESHOLD,
@@ -62,6 +66,9 @@ def _add_camera_options(model: type[StreamClientSettings], optional: argparse._A
     model.add_option(optional, "camera_token_file", metavar="FILE")
     for name in ("haar_file_path", "log_path", "log_level", "mirror"):
         model.add_option(optional, name)
+    model.add_option(optional, "log_max_mb", metavar="MB")
+    model.add_option(optional, "log_backups", metavar="N")
+    model.add_option(optional, "keep_days", metavar="DAYS")
 
 
 def _add_help(optional: argparse._ArgumentGroup) -> None:
@@ -88,6 +95,7 @@ def _register_engine(subparsers: argparse._SubParsersAction) -> None:
     for name in ("block_time", "door_secret_file", "webhook_url", "webhook_token_file"):
         EngineSettings.add_option(optional, name)
     _add_camera_options(EngineSettings, optional)
+    EngineSettings.add_option(optional, "keep_unlocks", metavar="N")
     _add_help(optional)
     parser.set_defaults(func=run_engine)
 
@@ -107,6 +115,7 @@ def _register_collect(subparsers: argparse._SubParsersAction) -> None:
     _add_recognition_source(CollectorSettings, required, optional)
     CollectorSettings.add_option(optional, "fps")
     _add_camera_options(CollectorSettings, optional)
+    CollectorSettings.add_option(optional, "keep_frames", metavar="N")
     _add_help(optional)
     parser.set_defaults(func=run_collect)
 
@@ -114,18 +123,39 @@ def _register_collect(subparsers: argparse._SubParsersAction) -> None:
 # -- wiring ---------------------------------------------------------------------------------------
 
 
-def configure_logging(log_path: Path, level: str = "INFO") -> None:
-    """Like the seed: every line to stdout and to ``<log-path>/log.txt``, with ``token=`` values masked."""
-    from smartlock.engine.access import RedactTokens
-    from smartlock.logs import setup_logging
+MIN_SECRET_TO_MASK = 8  # shorter values would mask ordinary words in the log
 
-    setup_logging(level, log_file=log_path / "log.txt")
-    for handler in logging.getLogger().handlers:
-        if type(handler) is logging.StreamHandler:
-            handler.setStream(sys.stdout)
-        handler.addFilter(RedactTokens())
+
+def configure_logging(log_path: Path, level: str = "INFO", *, max_mb: float = DEFAULT_LOG_MAX_MB,
+                      backups: int = DEFAULT_LOG_BACKUPS, secrets: Iterable[str | None] = ()) -> None:
+    """Like the seed: every line to stdout and to ``<log-path>/log.txt`` (0600 in a 0700 folder, rotated at
+    ``max_mb`` with ``backups`` old files); ``token=`` values and the ``secrets`` read at start are masked
+    in every line, tracebacks included."""
+    from smartlock.engine.access import redact_url
+    from smartlock.logs import MB, setup_logging
+
+    masked = sorted({s for s in secrets if s and len(s) >= MIN_SECRET_TO_MASK}, key=len, reverse=True)
+
+    def redact(text: str) -> str:
+        text = redact_url(text)
+        for secret in masked:
+            text = text.replace(secret, "***")
+        return text
+
+    setup_logging(level, log_file=log_path / "log.txt", max_bytes=max(1, int(max_mb * MB)), backups=backups,
+                  redact=redact, stream=sys.stdout)
     for chatty in ("httpx", "httpcore"):  # a line (or several) per request otherwise
         logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+def _configure(settings: StreamClientSettings, secrets: Iterable[str | None]) -> None:
+    """A service process's logging: private files (umask 077), redacted lines, uncaught errors logged."""
+    from smartlock.logs import log_uncaught_exceptions
+
+    os.umask(0o077)  # everything this process writes holds faces, names or what it saw
+    configure_logging(settings.log_path, settings.log_level, max_mb=settings.log_max_mb,
+                      backups=settings.log_backups, secrets=secrets)
+    log_uncaught_exceptions()
 
 
 def build_recognizer(settings: StreamClientSettings,
@@ -184,6 +214,12 @@ def frame_reader(settings: StreamClientSettings) -> LatestFrameReader:
     return LatestFrameReader(settings.camera_url, opener=opener)
 
 
+def _camera_token(settings: StreamClientSettings) -> str | None:
+    from smartlock.engine.access import camera_token
+
+    return camera_token(settings.camera_token_file)
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
     """An event set by the services' stop signals (SIGTERM, Ctrl-C, SIGHUP), so the loop ends cleanly and
@@ -212,25 +248,28 @@ def run_engine(args: argparse.Namespace) -> int:
     policy = UnlockPolicy(settings.threshold, settings.min_frames, settings.window)
     detector = HaarFaceDetector(settings.haar_file_path)
     api_key, reader = secrets_and_reader(args, settings)
-    configure_logging(settings.log_path, settings.log_level)
+    webhook_token = None
+    if settings.webhook_url and settings.webhook_token_file is not None:
+        webhook_token = read_secret(settings.webhook_token_file, "webhook token file")
+    _configure(settings, (api_key, _camera_token(settings), webhook_token))
     recognize = build_recognizer(settings, api_key)
     door = build_door(settings)
     events: NullSink | WebhookSink = NullSink()
     if settings.webhook_url:
-        token = None
-        if settings.webhook_token_file is not None:
-            token = read_secret(settings.webhook_token_file, "webhook token file")
-        events = WebhookSink(settings.webhook_url, token=token)
-    engine = Engine(reader, recognize, door, policy, detector=detector,
-                    unlock_log=UnlockLog(settings.log_path, settings.threshold), events=events,
+        events = WebhookSink(settings.webhook_url, token=webhook_token)
+    unlock_log = UnlockLog(settings.log_path, settings.threshold, keep_days=settings.keep_days,
+                           keep_count=settings.keep_unlocks)
+    engine = Engine(reader, recognize, door, policy, detector=detector, unlock_log=unlock_log, events=events,
                     settings=LoopSettings.of(settings))
     with stop_on_signals() as stop:
+        unlock_log.start_pruning()
         reader.start()
         try:
             engine.run(stop)
         finally:
             reader.stop()
             events.close()
+            unlock_log.close()
     return 0
 
 
@@ -241,15 +280,18 @@ def run_collect(args: argparse.Namespace) -> int:
     settings = CollectorSettings.from_args(args)
     detector = HaarFaceDetector(settings.haar_file_path)
     api_key, reader = secrets_and_reader(args, settings)
-    configure_logging(settings.log_path, settings.log_level)
+    _configure(settings, (api_key, _camera_token(settings)))
     recognize = build_recognizer(settings, api_key)
     collector = Collector(reader, recognize, settings.log_path, min_confidence=settings.min_confidence,
                           max_confidence=settings.max_confidence, detector=detector, fps=settings.fps,
-                          mirror=settings.mirror)
+                          mirror=settings.mirror, keep_days=settings.keep_days,
+                          keep_frames=settings.keep_frames)
     with stop_on_signals() as stop:
+        collector.start_pruning()
         reader.start()
         try:
             collector.run(stop)
         finally:
             reader.stop()
+            collector.close()
     return 0

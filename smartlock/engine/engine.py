@@ -3,7 +3,8 @@
 Every collaborator is injected (frame source, recognizer, door, face pre-filter, sinks, clock), so the
 loop is tested with fakes and run for real by ``smartlock engine``. Any failure — camera gone,
 recognition down or answering nonsense, door unreachable — is logged and never opens the door; the
-loop carries on and recovers when the other side comes back.
+loop carries on and recovers when the other side comes back. A full disk only loses the unlock frame:
+the unlock itself is decided and performed as before, and the failure is logged once per outage.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from smartlock.engine.policy import Decision, UnlockPolicy
 from smartlock.engine.settings import DEFAULT_BLOCK_TIME, DEFAULT_FPS, DEFAULT_MAX_FPS, EngineSettings
 from smartlock.engine.sinks import EventSink, NullSink, UnlockLog
 from smartlock.engine.vision import prepare
+from smartlock.logs import Outage
 from smartlock.recognition.schemas import Face, parse_faces
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class EngineStats:
     recognition_errors: int = 0
     door_errors: int = 0
     unlocks: int = 0
+    frames_not_saved: int = 0  # unlock frames lost (full disk, ...): the unlocks still happened
     unlocked: list[Decision] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -131,6 +134,7 @@ class Engine:
         self._blocked_until = 0.0
         self._door_ready_at = 0.0
         self._last_event: dict[tuple[str, str], float] = {}
+        self._saving = Outage("Saving unlock frames", logger)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -156,7 +160,10 @@ class Engine:
         self._last_seq = frame.seq
         started = self.clock()
         self.process(frame)
-        logger.debug("Frames: %s", self.stats.summary())  # tests wait on this line, not on the clock
+        if logger.isEnabledFor(logging.DEBUG):  # tests wait on this line, not on the clock
+            rejected = getattr(self.frames, "rejected", None)  # forged frames the reader dropped
+            logger.debug("Frames: %s%s", self.stats.summary(),
+                         f", rejected {rejected.summary()}" if rejected is not None else "")
         # a face in view (or just seen) switches to the burst rate at once; analysis time counts toward
         # the interval, so a slow recogniser simply runs back to back
         fast = self.clock() < self._burst_until
@@ -234,9 +241,11 @@ class Engine:
             return None
         try:
             folder = self.unlock_log.save(image, faces, decision, {"captured": frame.captured})
-        except OSError as err:
-            logger.error("Could not save the unlock frame: %s", err)
+        except Exception as err:  # OSError on a full disk, above all: the door is open already
+            self.stats.frames_not_saved += 1
+            self._saving.failed(err)
             return None
+        self._saving.ok()
         logger.info("Unlock frame saved to %s", folder)
         return folder
 

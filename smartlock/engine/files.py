@@ -15,6 +15,9 @@ Collected frames (``smartlock collect``'s --log-path)::
 ``<timestamp>`` is local time with its UTC offset, to the second (``current_timestamp``). Folders and
 sidecars are written before they become visible (renamed into place; the frame last), so a reader never
 sees half of one. The dashboard lists and reads them through the functions here, not by their names.
+
+They hold faces and names, so every file is 0600 in a 0700 folder, and both kinds are kept for a bounded
+number of days and a bounded count (``prune_unlock_frames``, ``prune_collected``: by modification time).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,6 +41,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from smartlock.fileio import atomic_write
+from smartlock.logs import PRIVATE_FILE, private_dir
 from smartlock.recognition.schemas import Face
 
 logger = logging.getLogger(__name__)
@@ -48,6 +53,8 @@ CROP_INFIX = ".face-"
 
 _COLLECTED = re.compile(r"(?P<label>.+)-(?P<confidence>[0-9]+\.[0-9]+)-(?P<taken>\d{4}-\d\d-\d\d.+)\.jpeg")
 _SAFE_NAME = re.compile(r"[^/\\\x00]+")
+DAY = 86400.0
+LEFTOVER_AGE = 3600.0  # a staging folder or orphan file this old is a crash's leftover, not a write going on
 
 
 def current_timestamp(now: datetime | None = None) -> str:
@@ -101,19 +108,28 @@ def marker_name(face: Face) -> str:
     return f"{face.label}-{face.confidence}"
 
 
+STAGING_PREFIX = ".incoming-"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """A new file, 0600 from its creation on (whatever the umask)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
 def write_unlock_frame(log_path: Path, frame_jpeg: bytes, document: Mapping[str, Any],
                        markers: Iterable[str] = ()) -> Path:
     """A new ``unlock-frames/<timestamp>`` folder with the frame, ``faces.json`` (``document``) and the
     markers; built under a hidden name and renamed, so it appears whole. Returns the folder."""
-    root = unlock_frames_dir(log_path)
-    root.mkdir(parents=True, exist_ok=True)
+    root = private_dir(unlock_frames_dir(log_path))
     target = unique_path(root / current_timestamp())
-    staging = Path(tempfile.mkdtemp(dir=root, prefix=".incoming-"))
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=STAGING_PREFIX))  # 0700
     try:
-        (staging / FRAME_FILE).write_bytes(frame_jpeg)
-        (staging / FACES_FILE).write_text(json.dumps(document, indent=2), encoding="utf-8")
+        _write_private(staging / FRAME_FILE, frame_jpeg)
+        _write_private(staging / FACES_FILE, json.dumps(document, indent=2).encode("utf-8"))
         for marker in markers:
-            (staging / marker).touch()
+            _write_private(staging / marker, b"")
         os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -242,10 +258,20 @@ def write_collected(frame: Path, frame_jpeg: bytes, sidecar: Mapping[str, Any],
     """The crops (by file name), then the sidecar, then the frame (last: a frame on disk always has its
     sidecar)."""
     frame = Path(frame)
-    for name, jpeg in (crops or {}).items():
-        atomic_write(frame.parent / name, jpeg)
-    atomic_write(sidecar_path(frame), json.dumps(sidecar, indent=2).encode("utf-8"))
-    atomic_write(frame, frame_jpeg)
+    private_dir(frame.parent)
+    written: list[Path] = []
+    try:
+        for name, jpeg in (crops or {}).items():
+            written.append(frame.parent / name)
+            atomic_write(written[-1], jpeg, mode=PRIVATE_FILE)
+        written.append(sidecar_path(frame))
+        atomic_write(written[-1], json.dumps(sidecar, indent=2).encode("utf-8"), mode=PRIVATE_FILE)
+        atomic_write(frame, frame_jpeg, mode=PRIVATE_FILE)
+    except BaseException:  # e.g. a full disk: no crop or sidecar without its frame is left behind
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
 
 
 @dataclass(frozen=True)
@@ -277,7 +303,9 @@ def _frames_in(folder: Path) -> list[Path]:
             return 0.0
 
     try:
-        frames = [p for p in Path(folder).glob("*.jpeg") if CROP_INFIX not in p.name]
+        # only the collector's own names: never a JPEG someone else keeps in the same folder
+        frames = [p for p in Path(folder).glob("*.jpeg") if CROP_INFIX not in p.name
+                  and _COLLECTED.fullmatch(p.name)]
     except OSError:
         return []
     return sorted(frames, key=mtime)
@@ -334,13 +362,67 @@ def collected_crop(folder: Path, name: str) -> Path | None:
     return Path(folder) / crop if crop else None
 
 
-def prune_collected(folder: Path, keep: int) -> int:
-    """Keep the newest ``keep`` collected frames (with their crops and sidecars); returns how many went."""
-    frames = _frames_in(folder)
-    gone = frames[: max(0, len(frames) - keep)]
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def _expired(path: Path, cutoff: float | None) -> bool:
+    mtime = _mtime(path)
+    return cutoff is not None and mtime is not None and mtime < cutoff
+
+
+def _cutoff(keep_days: float | None, now: float | None) -> float | None:
+    return None if keep_days is None else (time.time() if now is None else now) - keep_days * DAY
+
+
+def prune_unlock_frames(log_path: Path, keep_days: float | None = None, keep: int | None = None,
+                        now: float | None = None) -> int:
+    """Delete the unlock folders older than ``keep_days`` (by modification time, against ``now``, default
+    the wall clock) and all but the newest ``keep``; also staging folders a crash left. Returns how many
+    unlock folders went."""
+    cutoff = _cutoff(keep_days, now)
+    folders = _unlock_folders(log_path)  # newest first
+    gone = [folder for index, folder in enumerate(folders)
+            if (keep is not None and index >= keep) or _expired(folder, cutoff)]
+    leftover = _cutoff(LEFTOVER_AGE / DAY, now)
+    with contextlib.suppress(OSError):
+        gone_staging = [p for p in unlock_frames_dir(log_path).glob(f"{STAGING_PREFIX}*")
+                        if _expired(p, leftover)]
+        for folder in gone_staging:
+            shutil.rmtree(folder, ignore_errors=True)
+    for folder in gone:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(gone)
+
+
+def _remove_collected(folder: Path, frame: Path) -> None:
+    crops = Path(folder).glob(f"{glob.escape(_stem(frame))}{CROP_INFIX}*.jpeg")
+    for item in [frame, sidecar_path(frame), *crops]:
+        with contextlib.suppress(OSError):
+            item.unlink()
+
+
+def prune_collected(folder: Path, keep: int | None = None, *, keep_days: float | None = None,
+                    now: float | None = None) -> int:
+    """Keep the newest ``keep`` collected frames, none older than ``keep_days`` (by modification time,
+    against ``now``), each with its crops and sidecar; crops and sidecars whose frame is gone and temp
+    files a crash left go too. Returns how many frames went."""
+    frames = _frames_in(folder)  # oldest first
+    cutoff = _cutoff(keep_days, now)
+    excess = max(0, len(frames) - keep) if keep is not None else 0
+    gone = [frame for index, frame in enumerate(frames) if index < excess or _expired(frame, cutoff)]
     for frame in gone:
-        crops = Path(folder).glob(f"{glob.escape(_stem(frame))}{CROP_INFIX}*.jpeg")
-        for item in [frame, sidecar_path(frame), *crops]:
-            with contextlib.suppress(OSError):
-                item.unlink()
+        _remove_collected(folder, frame)
+    leftover = _cutoff(LEFTOVER_AGE / DAY, now)
+    with contextlib.suppress(OSError):
+        for sidecar in Path(folder).glob("*.json"):
+            frame = sidecar.with_name(sidecar.stem + ".jpeg")
+            if not frame.exists() and _COLLECTED.fullmatch(frame.name) and _expired(sidecar, leftover):
+                _remove_collected(folder, frame)
+        for temp in Path(folder).glob(".*.tmp"):
+            if _expired(temp, leftover):
+                temp.unlink(missing_ok=True)
     return len(gone)

@@ -8,6 +8,11 @@ Two ways to read a stream, picked per URL by ``open_stream``:
 * ``OpenCVStream`` for everything else ``cv2.VideoCapture`` opens (RTSP, files, device numbers, other
   HTTP streams), as the seed did. Local video files are paced at their own frame rate.
 
+Holding the camera's token (``StreamOpener`` with a ``FrameGate``, built by ``access.stream_opener``), the
+MJPEG reader checks every part's signature (``smartlock.camera.signing``) and drops unsigned, wrongly
+signed, stale and replayed frames before they are even decoded; ``LatestFrameReader.rejected`` counts them
+by reason. Holding a token, nothing but a signed MJPEG stream is read (no OpenCV fallback).
+
 Recognition is slower than the camera, so a backlog would make the engine react to the past; the reader
 therefore hands frames over through the camera's one-frame ``FrameSlot`` and the engine always asks for
 "something newer than what I saw" (``next_due_frame`` is the sampling step on top).
@@ -28,6 +33,7 @@ import numpy as np
 
 from smartlock.camera.imaging import decode_jpeg_bgr, load_cv2
 from smartlock.camera.mjpeg import MultipartParser, boundary_of, parse_timestamp
+from smartlock.camera.signing import FrameGate, RejectedFrames, access_proof
 from smartlock.camera.slot import FrameSlot
 from smartlock.errors import BadImageError, CameraError
 
@@ -77,7 +83,8 @@ class NotMultipart(CameraError):
 
 
 class MjpegStream:
-    """An HTTP MJPEG stream read with httpx; keeps each part's X-Timestamp."""
+    """An HTTP MJPEG stream read with httpx; keeps each part's X-Timestamp. With a ``gate``, a part that
+    is not signed by the camera's token, fresh and new is dropped (and counted) without being decoded."""
 
     def __init__(
         self,
@@ -85,10 +92,12 @@ class MjpegStream:
         timeout: float = 5.0,
         transport: Any = None,
         headers: Mapping[str, str] | None = None,
+        gate: FrameGate | None = None,
     ) -> None:
         import httpx
 
         self._closed = False
+        self._gate = gate
         self._client = httpx.Client(timeout=httpx.Timeout(timeout), transport=transport, headers=headers)
         try:
             request = self._client.build_request("GET", url)
@@ -118,6 +127,8 @@ class MjpegStream:
             if part is None:
                 return None
             headers, body = part
+            if self._gate is not None and not self._gate.admit(headers, body):
+                continue
             try:
                 return decode_jpeg_bgr(body), parse_timestamp(headers.get("x-timestamp"))
             except BadImageError:
@@ -164,19 +175,59 @@ class OpenCVStream:
         self._cap.release()
 
 
-def open_stream(url: str, timeout: float = 5.0, headers: Mapping[str, str] | None = None) -> FrameStream:
+def open_stream(
+    url: str,
+    timeout: float = 5.0,
+    headers: Mapping[str, str] | None = None,
+    gate: FrameGate | None = None,
+) -> FrameStream:
     """MJPEG over HTTP when the URL serves it (keeps capture times), else OpenCV. ``headers`` (e.g. the
-    camera token as ``Authorization: Bearer``) go with the HTTP request; OpenCV cannot send them."""
+    camera access proof as ``Authorization``) go with the HTTP request; OpenCV cannot send them. With a
+    ``gate`` only a signed MJPEG stream will do: anything else is a CameraError."""
     if url.startswith(("http://", "https://")):
         try:
-            return MjpegStream(url, timeout=timeout, headers=headers)
+            return MjpegStream(url, timeout=timeout, headers=headers, gate=gate)
         except NotMultipart:
+            if gate is not None:
+                raise CameraError(f"{url} is not an MJPEG stream, so its frames cannot be verified") from None
             logger.info("%s is not MJPEG; reading it with OpenCV", url)
+    if gate is not None:
+        raise CameraError(f"{url}: signed frames come from an http(s) smartlock camera only")
     return OpenCVStream(url, timeout=timeout)
 
 
+class StreamOpener:
+    """``open_stream`` with the same headers and gate on every (re)connect: the gate remembers the last
+    sequence it accepted, so a reconnect cannot replay frames. With ``token``, each connection carries a
+    fresh ``Authorization: Smartlock-Proof`` of it (never the token: a rogue server would learn it)."""
+
+    def __init__(
+        self,
+        headers: Mapping[str, str] | None = None,
+        gate: FrameGate | None = None,
+        timeout: float = 5.0,
+        *,
+        token: str | None = None,
+    ) -> None:
+        self.headers = dict(headers or {})
+        self.gate = gate
+        self.timeout = timeout
+        self._token = token
+
+    def __call__(self, url: str) -> FrameStream:
+        headers = dict(self.headers)
+        if self._token is not None:
+            headers["Authorization"] = access_proof(self._token)
+        return open_stream(url, timeout=self.timeout, headers=headers or None, gate=self.gate)
+
+
 class LatestFrameReader:
-    """A daemon thread reading ``url`` into a one-frame slot; reconnects with exponential backoff."""
+    """A daemon thread reading ``url`` into a one-frame slot; reconnects with exponential backoff.
+
+    ``rejected`` (a ``signing.RejectedFrames``: ``counts`` by reason, ``total``, ``summary()``) counts the
+    frames dropped for their signature when the opener is a ``StreamOpener`` holding a gate; else None,
+    and the reader warns at start that its frames are not authenticated.
+    """
 
     def __init__(
         self,
@@ -195,9 +246,16 @@ class LatestFrameReader:
         self._stream: FrameStream | None = None
         self._thread: threading.Thread | None = None
         self.connections = 0  # successful opens so far (for logs and tests)
+        gate = opener.gate if isinstance(opener, StreamOpener) else None
+        self.rejected: RejectedFrames | None = gate.rejected if gate is not None else None
 
     def start(self) -> LatestFrameReader:
         if self._thread is None:
+            if self.rejected is None:
+                logger.warning(
+                    "Frames from %s are NOT authenticated (no camera token): whoever can serve that URL "
+                    "chooses the faces this process sees. Give it the camera's token file.", self.url
+                )
             self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
             self._thread.start()
         return self

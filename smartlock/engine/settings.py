@@ -3,7 +3,8 @@
 Every default and limit of the two commands lives here once (the seed's spellings and defaults: threshold
 0.8, fps 2, block time 6, log path "log"); `up` builds the same models for its children. Secrets are not
 settings: only the files that hold them (``--face-recognition-api-key-file``, ``--camera-token-file``,
-``--door-secret-file``).
+``--door-secret-file``). Retention is: a size-capped, rotating log.txt and unlock / collected frames kept
+for --keep-days and at most --keep-unlocks / --keep-frames.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from smartlock.config import PartSettings
+from smartlock.logs import DEFAULT_LOG_BACKUPS, DEFAULT_LOG_MAX_MB
 
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_FPS = 2.0
@@ -22,6 +24,9 @@ DEFAULT_MIN_FRAMES = 2
 DEFAULT_WINDOW = 1.5
 DEFAULT_BLOCK_TIME = 6.0
 DEFAULT_LOG_PATH = Path("log")
+DEFAULT_KEEP_DAYS = 30.0
+DEFAULT_KEEP_UNLOCKS = 1000
+DEFAULT_KEEP_FRAMES = 1000
 API_KEY_ENV = "SMARTLOCK_API_KEY"
 
 
@@ -31,8 +36,9 @@ class StreamClientSettings(PartSettings):
     camera_url: str = Field(description="URL of video stream.")
     camera_token_file: Path | None = Field(
         default=None,
-        description="File holding the camera's token; it is sent as an 'Authorization: Bearer' header "
-        "instead of ?token= in --camera-url.",
+        description="File (mode 600) holding the camera's token. It is proven to the camera, never sent; "
+        "every frame must then carry the camera's signature: unsigned, wrongly signed, stale (> 2 s) or "
+        "replayed frames are dropped and counted.",
     )
     face_recognition_api_url: str | None = Field(
         default=None, description="URL of face recognition endpoint (e.g. http://HOST:5000/face-recognition)."
@@ -61,6 +67,14 @@ class StreamClientSettings(PartSettings):
         default=True,
         description="Do not flip frames horizontally (the seed always did).",
         json_schema_extra={"flag": "--no-mirror", "negate": True},
+    )
+    log_max_mb: float = Field(
+        default=DEFAULT_LOG_MAX_MB, gt=0.0, le=10_000.0,
+        description=f"Rotate <log-path>/log.txt at this many MB. Default {DEFAULT_LOG_MAX_MB:g}.",
+    )
+    log_backups: int = Field(
+        default=DEFAULT_LOG_BACKUPS, ge=0, le=100,
+        description=f"Rotated logs kept (log.txt.1 ...). Default {DEFAULT_LOG_BACKUPS}.",
     )
 
     @model_validator(mode="after")
@@ -117,6 +131,14 @@ class EngineSettings(StreamClientSettings):
         default=None,
         description="File (mode 600) holding a token sent with each event as 'Authorization: Bearer'.",
     )
+    keep_days: float = Field(
+        default=DEFAULT_KEEP_DAYS, gt=0.0,
+        description=f"Delete unlock frames older than this many days. Default {DEFAULT_KEEP_DAYS:g}.",
+    )
+    keep_unlocks: int = Field(
+        default=DEFAULT_KEEP_UNLOCKS, ge=1,
+        description=f"Keep at most this many unlock frames (the newest). Default {DEFAULT_KEEP_UNLOCKS}.",
+    )
 
     @model_validator(mode="after")
     def _window_for_several_frames(self) -> Self:
@@ -145,6 +167,14 @@ class CollectorSettings(StreamClientSettings):
     fps: float = Field(
         default=DEFAULT_FPS, gt=0.0,
         description="How many frames per second will collector be processing. Default is 2.",
+    )
+    keep_days: float = Field(
+        default=DEFAULT_KEEP_DAYS, gt=0.0,
+        description=f"Delete collected frames older than this many days. Default {DEFAULT_KEEP_DAYS:g}.",
+    )
+    keep_frames: int = Field(
+        default=DEFAULT_KEEP_FRAMES, ge=1,
+        description=f"Keep at most this many collected frames (the newest). Default {DEFAULT_KEEP_FRAMES}.",
     )
 
     @model_validator(mode="after")

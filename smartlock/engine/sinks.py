@@ -1,4 +1,5 @@
-"""Where the engine's results go: the unlock-frames log (seed layout, see files.py) and webhooks."""
+"""Where the engine's results go: the unlock-frames log (seed layout, see files.py, with retention) and
+webhooks; and the background pruner that enforces retention off the unlock path."""
 
 from __future__ import annotations
 
@@ -6,28 +7,103 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from smartlock.engine.access import redact_url
-from smartlock.engine.files import marker_name, unlock_frames_dir, write_unlock_frame
+from smartlock.engine.files import marker_name, prune_unlock_frames, unlock_frames_dir, write_unlock_frame
 from smartlock.engine.policy import Decision
+from smartlock.engine.settings import DEFAULT_KEEP_DAYS, DEFAULT_KEEP_UNLOCKS
 from smartlock.engine.vision import encode_jpeg_bgr
 from smartlock.recognition.schemas import Face
 
 logger = logging.getLogger(__name__)
 
+# (log_path, frame JPEG, faces.json document, markers) -> the new folder; raises OSError (full disk, ...)
+UnlockWriter = Callable[[Path, bytes, dict[str, Any], list[str]], Path]
+PRUNE_EVERY = 3600.0  # retention is in days: an hourly sweep (plus one soon after each save) is plenty
+PRUNE_GAP = 10.0  # at most one sweep per this many seconds, however fast frames are saved
+
+
+class Pruner:
+    """Runs ``prune`` in a daemon thread: at start, every ``every`` seconds and soon after each ``poke()``
+    (a save), never more often than every ``gap`` seconds. It never runs in the caller's thread, so an
+    unlock never waits for it, and a failure is logged, never raised."""
+
+    def __init__(self, prune: Callable[[], int], what: str, every: float = PRUNE_EVERY,
+                 gap: float = PRUNE_GAP) -> None:
+        self._prune = prune
+        self.what = what
+        self._every = every
+        self._gap = gap
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.sweeps = 0
+        self.removed = 0
+        self._thread = threading.Thread(target=self._run, name=f"prune {what}", daemon=True)
+
+    def start(self) -> Pruner:
+        self._thread.start()
+        return self
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        from smartlock.logs import Outage
+
+        trouble = Outage(f"Removing old {self.what}", logger)
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                removed = self._prune()
+            except Exception as err:  # a sweep that fails is retried at the next one
+                trouble.failed(err)
+            else:
+                trouble.ok()
+                self.removed += removed
+                if removed:
+                    logger.info("Retention: removed %d old %s", removed, self.what)
+            self.sweeps += 1
+            if self._stop.wait(self._gap):
+                return
+            self._wake.wait(self._every)
+
 
 class UnlockLog:
     """``<log-path>/unlock-frames/<timestamp>/``: frame.jpeg, faces.json and one empty file
-    ``<label>-<confidence>`` per face above the threshold (the seed's marker); layout in engine/files.py."""
+    ``<label>-<confidence>`` per face above the threshold (the seed's marker); layout in engine/files.py.
+    At most ``keep_count`` folders, none older than ``keep_days``, once ``start_pruning`` runs."""
 
-    def __init__(self, log_path: Path, threshold: float) -> None:
+    def __init__(self, log_path: Path, threshold: float, *, keep_days: float = DEFAULT_KEEP_DAYS,
+                 keep_count: int = DEFAULT_KEEP_UNLOCKS, writer: UnlockWriter = write_unlock_frame) -> None:
         self.log_path = Path(log_path)
         self.threshold = threshold
+        self.keep_days = keep_days
+        self.keep_count = keep_count
+        self._writer = writer
+        self.pruner: Pruner | None = None
+
+    def prune(self, now: float | None = None) -> int:
+        """Apply the retention now (``now``: wall-clock seconds, for tests); how many folders went."""
+        return prune_unlock_frames(self.log_path, self.keep_days, self.keep_count, now)
+
+    def start_pruning(self, every: float = PRUNE_EVERY, gap: float = PRUNE_GAP) -> Pruner:
+        self.pruner = Pruner(self.prune, "unlock frames", every, gap).start()
+        return self.pruner
+
+    def close(self) -> None:
+        if self.pruner is not None:
+            self.pruner.close()
 
     @property
     def root(self) -> Path:
@@ -47,7 +123,10 @@ class UnlockLog:
             **(extra or {}),
         }
         markers = [marker_name(face) for face in faces if face.confidence > self.threshold]
-        return write_unlock_frame(self.log_path, encode_jpeg_bgr(image_bgr), document, markers)
+        folder = self._writer(self.log_path, encode_jpeg_bgr(image_bgr), document, markers)
+        if self.pruner is not None:
+            self.pruner.poke()
+        return folder
 
 
 class EventSink(Protocol):

@@ -1,8 +1,8 @@
 """The Face Recognition API: the seed's POST /face-recognition, live enrollment, health and metrics.
 
 ``create_app`` only assembles: the service kit's app (error shape, offline /docs), the body limit, the
-API key guard, metrics, and the routers of ``routes/``, whose handlers find their collaborators in
-``app.state.recognition`` (an ``ApiState``).
+API key and Origin guards, metrics, and the routers of ``routes/``, whose handlers find their
+collaborators in ``app.state.recognition`` (an ``ApiState``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI
 
 from smartlock.errors import ConfigError
 from smartlock.recognition.metrics import ApiMetrics, MetricsMiddleware
-from smartlock.recognition.middleware import ApiKeyMiddleware, too_large_message
+from smartlock.recognition.middleware import ApiKeyMiddleware, OriginMiddleware, too_large_message
 from smartlock.recognition.routes import admin, people, recognize
 from smartlock.recognition.routes.state import ApiState, require_key
 from smartlock.recognition.schemas import error_responses
@@ -53,7 +53,9 @@ def create_app(
 ) -> FastAPI:
     """The recognition service around one loaded ``recognizer``.
 
-    ``api_key``: when set, every endpoint but /health (and the docs) needs header X-API-Key.
+    ``api_key``: when set, every endpoint but /health (and the docs) needs header X-API-Key; None serves
+    an open API (the CLI does that only with ``--no-auth``). With or without it, a request that may change
+    something and carries a foreign ``Origin`` gets 403.
     ``inference_threads``: recognitions running at once (default: CPU count); more queue up.
     """
     check_api_key(api_key)
@@ -72,10 +74,12 @@ def create_app(
     for router in (recognize.router, people.router, admin.router):
         app.include_router(router, **guarded)
     app.include_router(admin.open_router)
-    # The last added is the outermost: metrics see every answer, the key is checked before the size.
+    # The last added is the outermost: metrics see every answer; the key is checked first (a stranger
+    # gets 401 whatever else is wrong), then the Origin, then the size.
     request_limit = max_upload_bytes + MULTIPART_OVERHEAD_BYTES
     app.add_middleware(BodyLimitMiddleware, limit=request_limit,
                        message=lambda limit: too_large_message(max_upload_bytes, limit))
+    app.add_middleware(OriginMiddleware)
     if api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

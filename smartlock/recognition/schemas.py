@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from smartlock.errors import ServiceError
 from smartlock.service.health import Health as ServiceHealth
 
-API_KEY_HEADER = "X-API-Key"  # the header carrying the key when the service has --api-key-file
+API_KEY_HEADER = "X-API-Key"  # the header carrying the key (every service has one unless --no-auth)
 
 
 class Message(BaseModel):
@@ -120,6 +120,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
         400: "Unusable input (not an image, bad name, ...)",
         401: "Missing or wrong X-API-Key",
+        403: "Sent from a web page of another origin (the Origin header)",
         404: "Unknown person or image",
         413: "Upload too large",
         422: "Missing or invalid field",

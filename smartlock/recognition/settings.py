@@ -6,19 +6,20 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from smartlock.config import PartSettings
+from smartlock.config import PartSettings, TlsSettings
 
 DEFAULT_MODEL_DIR = Path("model")
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 5000
 DEFAULT_MAX_UPLOAD_MB = 20.0
 MAX_UPLOAD_MB = 1024.0
+GENERATED_KEY_FILE = "api-key"  # in the model folder; `smartlock train` carries it over to a new model
 
 
-class RecognitionSettings(PartSettings):
-    """`smartlock recognition`: the model folder, where to listen, the API key file and the limits."""
+class RecognitionSettings(TlsSettings):
+    """`smartlock recognition`: the model folder, where to listen, the API key (or --no-auth), TLS, limits."""
 
     model: Path = Field(
         DEFAULT_MODEL_DIR,
@@ -28,8 +29,12 @@ class RecognitionSettings(PartSettings):
     host: str = Field(DEFAULT_HOST, description="address to listen on")
     port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="port")
     api_key_file: Path | None = Field(
-        None, description="file holding the API key (mode 600); then every endpoint but /health needs "
-        "header X-API-Key",
+        None, description="file holding the API key (mode 600) that every endpoint but /health and the docs "
+        f"needs in header X-API-Key (default: MODEL_DIR/{GENERATED_KEY_FILE}, generated on first start)",
+    )
+    no_auth: bool = Field(
+        False, description="serve WITHOUT an API key: anyone on the network can enroll a face (and so open "
+        "the door), remove people and download their face crops",
     )
     backend: str | None = Field(
         None,
@@ -56,9 +61,23 @@ class RecognitionSettings(PartSettings):
             raise ValueError(f"unknown logging level {value!r} (DEBUG, INFO, WARNING, ERROR)")
         return level
 
+    @model_validator(mode="after")
+    def _one_way_of_auth(self) -> RecognitionSettings:
+        if self.no_auth and self.api_key_file is not None:
+            raise ValueError("--no-auth and --api-key-file exclude each other")
+        return self
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 2**20)
+
+    @property
+    def key_file(self) -> Path | None:
+        """Where the API key is read from (generated there if it is the default and missing); None with
+        --no-auth."""
+        if self.no_auth:
+            return None
+        return self.api_key_file or self.model / GENERATED_KEY_FILE
 
 
 # The registry's keys (backends/base.py BACKENDS), written out so that the CLI can offer them as choices.

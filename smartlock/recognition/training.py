@@ -17,6 +17,8 @@ from smartlock.recognition.backends.base import get_backend
 from smartlock.recognition.gallery import DEFAULT_PRIOR_ODDS
 from smartlock.recognition.images import decode_image
 from smartlock.recognition.recognizer import EnrollOutcome, RecognizedFace, Recognizer, validate_name
+from smartlock.recognition.settings import GENERATED_KEY_FILE
+from smartlock.service.secrets import write_secret
 
 MAX_WARNINGS = 20
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -84,6 +86,7 @@ def train(dataset: Path, output: Path, backend_name: str = "arcface", progress: 
         _report(recognizer, outcomes, skipped)
         if recognizer.people():
             write_calibration_plot(recognizer, work / store.CALIBRATION_PLOT)
+        _keep_api_key(output, work)
         _replace_dir(work, output)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -132,6 +135,14 @@ def _report(recognizer: Recognizer, outcomes: dict[str, list[EnrollOutcome]],
 
 def describe_calibration(cal: dict) -> str:
     return ", ".join(f"{key} {value:.4g}" for key, value in cal.get("parameters", {}).items())
+
+
+def _keep_api_key(old: Path, new: Path) -> None:
+    """A retrained model keeps the key `smartlock recognition` generated in the old folder, so that the
+    engine and collector holding it still get in."""
+    key = old / GENERATED_KEY_FILE
+    if key.is_file():
+        write_secret(new / GENERATED_KEY_FILE, key.read_text(encoding="utf-8").strip())
 
 
 def _replace_dir(new: Path, target: Path) -> None:

@@ -9,6 +9,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smartlock.service.responses import ERROR_MESSAGE_KEY, json_message
 
+DRAIN_AT_MOST = 2**20
+
 
 class BodyTooLarge(HTTPException):
     def __init__(self, detail: str) -> None:
@@ -43,6 +45,7 @@ class BodyLimitMiddleware:
         limit = self.limit_for(scope.get("path", ""))
         declared = content_length(scope)
         if declared is not None and declared > limit:
+            # Read a little of it so the client hears the 413 instead of a reset; not the whole body.
             await drain(receive, declared)
             scope[ERROR_MESSAGE_KEY] = self.message(limit)
             await json_message(413, self.message(limit))(scope, receive, send)
@@ -82,7 +85,7 @@ def content_length(scope: Scope) -> int | None:
     return None
 
 
-async def drain(receive: Receive, declared: int, most: int = 64 * 2**20) -> None:
+async def drain(receive: Receive, declared: int, most: int = DRAIN_AT_MOST) -> None:
     """Read and drop a refused body (up to ``most`` bytes): closing the socket with unread data would
     reset the connection, and the client would see a broken pipe instead of the refusal."""
     seen = 0

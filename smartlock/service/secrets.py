@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets as random_tokens
 import stat
+import tempfile
 from pathlib import Path
 
 from smartlock.errors import ConfigError
@@ -51,14 +52,30 @@ def write_secret(path: Path, value: str) -> None:
     if not path.parent.exists():
         path.parent.mkdir(parents=True, mode=0o700)
     atomic_write(path, (value + "\n").encode("utf-8"), mode=0o600)
-    os.chmod(path, 0o600)
 
 
 def ensure_secret(path: Path, nbytes: int = 32, what: str = "secret file") -> tuple[str, bool]:
-    """The secret in ``path``, creating it (0600, random) when missing; returns (secret, created)."""
+    """The secret in ``path``, creating it (0600, random) when missing; returns (secret, created).
+
+    Creation is exclusive: two processes starting together end up with the same secret, never one
+    overwriting the other's."""
     path = Path(path)
     if path.exists():
         return read_secret(path, what), False
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
     token = random_tokens.token_urlsafe(nbytes)
-    write_secret(path, token)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(token + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temp, path)  # fails if another process created it first: then theirs counts
+        except FileExistsError:
+            return read_secret(path, what), False
+    finally:
+        os.unlink(temp)
     return token, True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import ssl
 import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -17,6 +18,9 @@ from types import FrameType
 from typing import Any, TypedDict, Unpack
 
 import uvicorn
+
+from smartlock.errors import ConfigError
+from smartlock.service.secrets import check_private
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +65,7 @@ def make_server(
     lifespan: str = "on",
 ) -> _Server:
     """The uvicorn server serve() runs, for callers that set ``should_exit`` themselves (``up``)."""
-    if (tls_cert is None) != (tls_key is None):
-        from smartlock.errors import ConfigError
-
-        raise ConfigError("--tls-cert and --tls-key go together")
+    check_tls(tls_cert, tls_key)
     config = uvicorn.Config(
         app, host=host, port=port, log_config=None, log_level=log_level.lower(), access_log=access_log,
         proxy_headers=False, server_header=False, lifespan=lifespan,  # type: ignore[arg-type]
@@ -72,6 +73,20 @@ def make_server(
         ssl_certfile=str(tls_cert) if tls_cert else None, ssl_keyfile=str(tls_key) if tls_key else None,
     )
     return _Server(config, on_stop)
+
+
+def check_tls(tls_cert: Path | None, tls_key: Path | None) -> None:
+    """ConfigError unless both or neither are given, the key is private (0600), and the certificate and
+    key load and match: a part must refuse to start rather than serve with a readable key."""
+    if tls_cert is None and tls_key is None:
+        return
+    if tls_cert is None or tls_key is None:
+        raise ConfigError("--tls-cert and --tls-key go together")
+    check_private(tls_key, "TLS key file")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(tls_cert, tls_key)
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigError(f"--tls-cert {tls_cert} / --tls-key {tls_key}: {err}") from err
 
 
 class _Server(uvicorn.Server):

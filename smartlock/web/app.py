@@ -3,7 +3,12 @@ static files and security headers. Sign-in and CSRF rules: smartlock.web.routes.
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI
+import logging
+import sqlite3
+from collections.abc import Sequence
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,12 +22,15 @@ from smartlock.errors import (
     ServiceRefused,
     SmartlockError,
 )
-from smartlock.service import create_api_app
+from smartlock.service import create_api_app, json_message
 from smartlock.web.dashboard import Dashboard
 from smartlock.web.routes import door, frames, live, pages, people, signin, system, timeline, webhook
 from smartlock.web.routes.common import MAX_PHOTO_BYTES, MAX_PHOTOS
 from smartlock.web.routes.guards import csrf_guard, require_session
 from smartlock.web.routes.pages import STATIC_DIR
+from smartlock.web.storage import storage_trouble
+
+logger = logging.getLogger(__name__)
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -97,15 +105,28 @@ def message_of(err: SmartlockError) -> str:
     return text
 
 
-def create_app(dashboard: Dashboard) -> FastAPI:
-    """The dashboard app around ``dashboard``'s collaborators (see Dashboard)."""
+def create_app(
+    dashboard: Dashboard, *, forwarded_allow_ips: Sequence[str] = (), openapi: bool = False
+) -> FastAPI:
+    """The dashboard app around ``dashboard``'s collaborators (see Dashboard).
+
+    ``forwarded_allow_ips``: the proxies (addresses or networks) whose X-Forwarded-For and
+    X-Forwarded-Proto are believed; from anyone else they are ignored, so the client is the socket's peer.
+    ``openapi``: serve /openapi.json (the tests fuzz the API from it; `up` leaves it off).
+    """
     app = create_api_app(
         "smartlock dashboard", "The web dashboard of `smartlock up`.",
         max_body_bytes=JSON_BODY_BYTES, body_limit_for=body_limit_for,
-        status_of=status_for, message_of=message_of, docs=False, openapi_url=None,
+        status_of=status_for, message_of=message_of, docs=False,
+        openapi_url="/openapi.json" if openapi else None,
     )
     app.state.dashboard = dashboard
+    install_storage_handlers(app, dashboard)
     app.add_middleware(SecurityHeaders)
+    if forwarded_allow_ips:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(forwarded_allow_ips))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(pages.router)
     app.include_router(signin.router)
@@ -114,3 +135,39 @@ def create_app(dashboard: Dashboard) -> FastAPI:
         app.include_router(area.router, dependencies=session)
     app.include_router(webhook.router)
     return app
+
+
+def create_webhook_app(dashboard: Dashboard) -> FastAPI:
+    """Only the engine's webhook, for `up`'s plain-HTTP loopback listener when the dashboard serves HTTPS."""
+    app = create_api_app(
+        "smartlock dashboard webhook", "The engine's events.", max_body_bytes=JSON_BODY_BYTES,
+        status_of=status_for, message_of=message_of, docs=False, openapi_url=None,
+    )
+    app.state.dashboard = dashboard
+    install_storage_handlers(app, dashboard)
+    app.include_router(webhook.router)
+    return app
+
+
+def install_storage_handlers(app: FastAPI, dashboard: Dashboard) -> None:
+    """A full disk is a 503 logged once (dashboard.storage), text UTF-8 cannot hold a 400; other OS and
+    SQLite errors stay the kit's 500."""
+
+    def unexpected(request: Request, err: Exception) -> JSONResponse:
+        logger.error("%s %s: unexpected error", request.method, request.url.path, exc_info=err)
+        return json_message(500, f"internal error ({type(err).__name__}); the server log has the details")
+
+    async def storage_error(request: Request, err: Exception) -> JSONResponse:
+        if not storage_trouble(err):
+            return unexpected(request, err)
+        dashboard.storage.failed(f"{request.method} {request.url.path}", err)
+        return json_message(503, "the dashboard cannot save this: its disk is full (or read-only); "
+                                 "free some space and try again", headers={"Retry-After": "60"})
+
+    async def not_unicode(request: Request, err: Exception) -> JSONResponse:
+        # JSON may carry lone surrogates ("\\ud800") that no file, database or URL can take
+        return json_message(400, "the request holds text that is not valid Unicode (a lone surrogate)")
+
+    app.add_exception_handler(OSError, storage_error)
+    app.add_exception_handler(sqlite3.Error, storage_error)
+    app.add_exception_handler(UnicodeError, not_unicode)

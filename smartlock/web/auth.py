@@ -28,6 +28,17 @@ def check_password_rules(password: str) -> None:
         raise ConfigError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
     if len(password) > MAX_PASSWORD_LENGTH:
         raise ConfigError(f"the password may have at most {MAX_PASSWORD_LENGTH} characters")
+    if not encodable(password):
+        raise ConfigError("the password must be valid Unicode text (no lone surrogates)")
+
+
+def encodable(text: str) -> bool:
+    """False for text UTF-8 cannot encode: JSON may carry lone surrogates ("\\ud800")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def hash_password(password: str, salt: bytes | None = None) -> dict:
@@ -60,7 +71,7 @@ def verify_password(password: str, record: dict) -> bool:
             p=int(record["p"]),
             dklen=len(expected),
         )
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):  # UnicodeEncodeError (a lone surrogate) is a ValueError
         return False
     return hmac.compare_digest(digest, expected)
 
@@ -132,7 +143,9 @@ class SetupToken:
 
     def check(self, candidate: str) -> bool:
         token = self._token
-        return token is not None and hmac.compare_digest(candidate.encode(), token.encode())
+        # surrogatepass: a lone surrogate from JSON compares (unequal) instead of raising
+        return token is not None and hmac.compare_digest(candidate.encode("utf-8", "surrogatepass"),
+                                                         token.encode())
 
     def consume(self, candidate: str) -> bool:
         """True (and the token is gone) when ``candidate`` is the current token."""
@@ -212,34 +225,71 @@ class SessionStore:
 
 
 class LoginThrottle:
-    """At most ``limit`` failed sign-ins per address in ``window`` seconds; then wait for the window."""
+    """At most ``limit`` failed sign-ins per address in ``window`` seconds; then wait for the window.
+
+    An attempt counts from the moment it is admitted (``begin``), before its password check ends: N wrong
+    passwords sent at once from one address cannot all be checked, only as many as failures are left.
+    """
 
     def __init__(self, limit: int = 10, window: float = 60.0, clock: Callable[[], float] = time.monotonic):
         self.limit = limit
         self.window = window
         self._clock = clock
         self._failures: dict[str, deque[float]] = {}
+        self._in_flight: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def retry_after(self, address: str) -> float:
         """Seconds this address must wait before trying again (0 when it may try now)."""
+        with self._lock:
+            return self._wait(address, self._clock())
+
+    def begin(self, address: str) -> float:
+        """Admit one attempt from ``address`` (0 returned: call ``end`` when its check is done), or the
+        seconds to wait (nothing admitted) while its failures and attempts in flight reach the limit."""
         now = self._clock()
         with self._lock:
-            failures = self._failures.get(address)
-            if not failures:
-                return 0.0
-            while failures and now - failures[0] > self.window:
-                failures.popleft()
-            if len(failures) < self.limit:
-                return 0.0
-            return max(0.0, self.window - (now - failures[0]))
+            wait = self._wait(address, now)
+            if wait > 0:
+                return wait
+            if len(self._in_flight) > 10_000:  # bounded memory under a spray of addresses
+                self._in_flight = {a: n for a, n in self._in_flight.items() if n > 0}
+            self._in_flight[address] = self._in_flight.get(address, 0) + 1
+            return 0.0
+
+    def end(self, address: str, succeeded: bool) -> None:
+        """The admitted attempt's outcome: a failure is counted, a success forgets the address's failures."""
+        with self._lock:
+            left = self._in_flight.get(address, 1) - 1
+            if left > 0:
+                self._in_flight[address] = left
+            else:
+                self._in_flight.pop(address, None)
+            if succeeded:
+                self._failures.pop(address, None)
+            else:
+                self._add_failure(address)
 
     def failed(self, address: str) -> None:
         with self._lock:
-            if len(self._failures) > 10_000:  # bounded memory under a spray of addresses
-                self._failures.clear()
-            self._failures.setdefault(address, deque()).append(self._clock())
+            self._add_failure(address)
 
     def succeeded(self, address: str) -> None:
         with self._lock:
             self._failures.pop(address, None)
+
+    def _wait(self, address: str, now: float) -> float:
+        failures = self._failures.get(address)
+        while failures and now - failures[0] > self.window:
+            failures.popleft()
+        used = len(failures or ()) + self._in_flight.get(address, 0)
+        if used < self.limit:
+            return 0.0
+        if not failures or len(failures) < self.limit:
+            return 1.0  # the limit is reached by attempts still being checked: try again shortly
+        return max(0.001, self.window - (now - failures[0]))
+
+    def _add_failure(self, address: str) -> None:
+        if len(self._failures) > 10_000:  # bounded memory under a spray of addresses
+            self._failures.clear()
+        self._failures.setdefault(address, deque()).append(self._clock())

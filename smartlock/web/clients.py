@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
+from smartlock.camera.signing import access_proof
 from smartlock.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -25,13 +26,18 @@ class CameraLink:
         async_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._token = token
         self._timeout = timeout
-        self._http = httpx.Client(timeout=timeout, transport=transport, headers=self._headers)
+        self._http = httpx.Client(timeout=timeout, transport=transport)
         self._async_transport = async_transport
 
     def close(self) -> None:
         self._http.close()
+
+    def _auth(self) -> dict[str, str]:
+        # A fresh proof of the token per request: the token itself (which also keys the frame
+        # signatures) never travels, so whoever answers this URL cannot learn it.
+        return {"Authorization": access_proof(self._token)} if self._token else {}
 
     def snapshot(self) -> bytes:
         response = self._get("/snapshot.jpg")
@@ -48,7 +54,7 @@ class CameraLink:
 
     def _get(self, path: str) -> httpx.Response:
         try:
-            response = self._http.get(self.base_url + path)
+            response = self._http.get(self.base_url + path, headers=self._auth())
         except httpx.HTTPError as err:
             raise ServiceError(f"the camera did not answer: {type(err).__name__}: {err}") from err
         if not response.is_success:
@@ -59,9 +65,8 @@ class CameraLink:
         """(content type, body chunks) of the camera's MJPEG stream; ServiceError when it cannot open."""
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(self._timeout, read=15.0), transport=self._async_transport,
-            headers=self._headers,
         )
-        request = client.build_request("GET", self.base_url + "/stream.mjpg")
+        request = client.build_request("GET", self.base_url + "/stream.mjpg", headers=self._auth())
         try:
             response = await client.send(request, stream=True)
         except httpx.HTTPError as err:

@@ -20,6 +20,7 @@ from smartlock.web.events import EventStore
 from smartlock.web.frame_stores import CaptureStore, CollectedFrames
 from smartlock.web.live import LiveFaces
 from smartlock.web.settings import SettingsStore
+from smartlock.web.storage import StorageWatch
 
 
 class Recognition(Protocol):
@@ -60,7 +61,8 @@ class Dashboard:
     sessions: SessionStore = field(default_factory=SessionStore)
     setup: SetupToken = field(default_factory=SetupToken)
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
-    secure_cookies: bool = False
+    secure_cookies: bool = False  # also Secure on any request that arrives over HTTPS
+    storage: StorageWatch = field(default_factory=StorageWatch)
     live: LiveFaces = None  # type: ignore[assignment]  # made from camera and recognition when not given
 
     def __post_init__(self) -> None:

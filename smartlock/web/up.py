@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smartlock.errors import ConfigError
+from smartlock.service.server import check_tls
 from smartlock.web.up_plan import (
     MOCK_PIN,
     DataLayout,
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("smartlock.up")
 
-COLLECT_KEEP = 300
 
 
 # Which lines of the parts' output reach the terminal (everything stays in <data-dir>/log/logger.txt for the
@@ -59,8 +59,6 @@ def run_up(options: UpSettings, data_dir: Path) -> int:
     """Start everything, serve the dashboard until Ctrl-C / SIGTERM, then stop everything; the exit code."""
     from smartlock.door.auth import load_secret
     from smartlock.door.client import DoorClient
-    from smartlock.service.server import make_server
-    from smartlock.web.app import create_app
     from smartlock.web.auth import PasswordStore
     from smartlock.web.settings import SettingsStore
     from smartlock.web.supervisor import Supervisor
@@ -89,8 +87,8 @@ def run_up(options: UpSettings, data_dir: Path) -> int:
 
     settings.subscribe(on_settings)
     dashboard = _dashboard(plan, passwords, settings, door_client, supervisor)
-    server = make_server(create_app(dashboard), options.host, options.port, lifespan="off",
-                         graceful_timeout=3)
+    server = dashboard_server(dashboard, options)
+    hook = HookListener(dashboard, plan.hook_port) if plan.hook_port else None
     watcher = ChildWatcher(supervisor, server, dashboard, plan, started)
     watcher.setup_link = _announce(options, layout, passwords.is_set(), dashboard, watcher.base)
 
@@ -99,12 +97,16 @@ def run_up(options: UpSettings, data_dir: Path) -> int:
         server.should_exit = True
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if hook is not None:
+        hook.start()
     supervisor.start()
     watcher.start()
     try:
         server.run()
     finally:
         logger.info("stopping every part (the door last, locked)")
+        if hook is not None:
+            hook.stop()
         watcher.stop()
         supervisor.stop()
         dashboard.events.close()
@@ -116,6 +118,37 @@ def run_up(options: UpSettings, data_dir: Path) -> int:
         raise ConfigError(supervisor.failure)
     logger.info("stopped after %.0f s", time.monotonic() - started)
     return 0
+
+
+def dashboard_server(dashboard: Dashboard, options: UpSettings) -> Any:
+    """The dashboard's uvicorn server as `up` runs it: ``options``' address, TLS and trusted proxies;
+    the session cookie is Secure under TLS."""
+    from smartlock.service.server import make_server
+    from smartlock.web.app import create_app
+
+    dashboard.secure_cookies = options.tls
+    app = create_app(dashboard, forwarded_allow_ips=options.trusted_proxies)
+    return make_server(app, options.host, options.port, lifespan="off", graceful_timeout=3,
+                       tls_cert=options.tls_cert, tls_key=options.tls_key)
+
+
+class HookListener:
+    """The engine's webhook on plain HTTP at 127.0.0.1:``port``, beside an HTTPS dashboard (a thread)."""
+
+    def __init__(self, dashboard: Dashboard, port: int) -> None:
+        from smartlock.service.server import make_server
+        from smartlock.web.app import create_webhook_app
+
+        self.server = make_server(create_webhook_app(dashboard), "127.0.0.1", port, lifespan="off",
+                                  log_level="warning", graceful_timeout=1)
+        self._thread = threading.Thread(target=self.server.run, name="smartlock-up-hook", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=5)
 
 
 def _preflight(options: UpSettings, data_dir: Path) -> tuple[str | None, DataLayout, str | None]:
@@ -132,6 +165,7 @@ def _preflight(options: UpSettings, data_dir: Path) -> tuple[str | None, DataLay
             "or another --data-dir"
         )
     check_port_free(options.host, options.port)
+    check_tls(options.tls_cert, options.tls_key)  # before anything starts
     password = read_password_file(options.password_file) if options.password_file is not None else None
     return source, layout, password
 
@@ -188,7 +222,7 @@ def _dashboard(plan: Plan, passwords: PasswordStore, settings: SettingsStore, do
 
 class ChildWatcher:
     """A thread beside the dashboard: stops it when the first start of a part failed, says when every
-    part runs (with the one-time setup link), and prunes the collector's frames once a minute."""
+    part runs (with the one-time setup link)."""
 
     def __init__(self, supervisor: Supervisor, server: Any, dashboard: Dashboard, plan: Plan,
                  started: float) -> None:
@@ -209,9 +243,6 @@ class ChildWatcher:
         self._thread.join(timeout=2)
 
     def _run(self) -> None:
-        from smartlock.engine.files import prune_collected
-
-        next_prune = time.monotonic()
         announced = False
         while not self._stop.wait(0.2):
             if self.supervisor.stopped:
@@ -224,15 +255,12 @@ class ChildWatcher:
                             self.base)
                 if self.dashboard.setup.active and self.setup_link:
                     logger.warning("choose the dashboard password here (one-time link): %s", self.setup_link)
-            if self.plan.options.collect and time.monotonic() >= next_prune:
-                prune_collected(self.plan.layout.collected, COLLECT_KEEP)
-                next_prune = time.monotonic() + 60
 
     @property
     def base(self) -> str:
         """The dashboard's address as this machine reaches it."""
         options = self.plan.options
-        return f"http://{url_host(local_host(options.host))}:{options.port}"
+        return f"{options.scheme}://{url_host(local_host(options.host))}:{options.port}"
 
 
 def _announce(

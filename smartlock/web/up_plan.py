@@ -7,6 +7,7 @@ limits are defined once, by the part. Secrets reach the children only as paths o
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import logging
 import os
 import socket
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from smartlock.camera.settings import CameraSettings
-from smartlock.config import PartSettings
+from smartlock.config import PartSettings, TlsSettings
 from smartlock.door.settings import DEFAULT_LOCK_DELAY, MAX_LOCK_DELAY, DoorSettings
 from smartlock.engine.settings import CollectorSettings, EngineSettings
 from smartlock.errors import ConfigError
@@ -30,14 +31,15 @@ logger = logging.getLogger("smartlock.up")
 MOCK_PIN = 7  # BOARD pin 7 (GPIO4) on gpiozero's simulated pins when no --pin is given
 COLLECT_MIN_CONFIDENCE = 0.5
 COLLECT_FPS = 1.0
+COLLECT_KEEP = 300  # collected frames kept for enrollment (the collector prunes older ones)
 NO_CAMERA_HINT = (
     "no webcam found (tried device 0, /dev/video0). Pass a video file, a folder of images or a stream URL "
     "instead, e.g. `smartlock up --camera path/to/video.mp4`"
 )
 
 
-class UpSettings(PartSettings):
-    """`smartlock up`: the whole system on this machine."""
+class UpSettings(TlsSettings):
+    """`smartlock up`: the whole system on this machine (--tls-cert/--tls-key: the dashboard in HTTPS)."""
 
     camera: str | None = Field(
         None, json_schema_extra={"metavar": "SRC"},
@@ -73,6 +75,35 @@ class UpSettings(PartSettings):
         True, json_schema_extra={"flag": "--no-collector", "negate": True},
         description="do not run the data collector (frames below the threshold, for enrollment)",
     )
+    forwarded_allow_ips: str | None = Field(
+        None, json_schema_extra={"metavar": "ADDRESSES"},
+        description="comma-separated addresses or networks of the reverse proxies in front of the "
+        "dashboard: only their X-Forwarded-For / X-Forwarded-Proto are believed (default: nobody's; "
+        "the client is the connection's peer)",
+    )
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            if item == "*":  # uvicorn would then believe the left-most, client-written address
+                raise ValueError("name the proxies' addresses or networks: with * anyone picks their address")
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as err:
+                raise ValueError(f"{item!r} is not an IP address or network") from err
+        return ",".join(items) or None
+
+    @property
+    def trusted_proxies(self) -> tuple[str, ...]:
+        return tuple(self.forwarded_allow_ips.split(",")) if self.forwarded_allow_ips else ()
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
 
 @dataclass(frozen=True)
@@ -138,12 +169,10 @@ class DataLayout:
         return handle
 
     def prepare(self) -> None:
-        """Create the folders (private ones 0700) and the secrets that do not exist yet."""
-        for folder in (self.root, self.secrets, self.web):
+        """Create the folders (0700: they hold faces, names and secrets) and the secrets not there yet."""
+        for folder in (self.root, self.secrets, self.web, self.model, self.log, self.collected):
             folder.mkdir(parents=True, exist_ok=True)
             os.chmod(folder, 0o700)
-        for folder in (self.model, self.log, self.collected):
-            folder.mkdir(parents=True, exist_ok=True)
         if not self.door_secret.exists():
             from smartlock.door.auth import generate_secret
 
@@ -233,7 +262,12 @@ class Plan:
         self.stream_url = f"{self.camera_base}/stream.mjpg"
         self.recognition_url = f"http://127.0.0.1:{ports.recognition}/face-recognition"
         self.door_url = f"http://127.0.0.1:{ports.door}/unlock"
-        self.webhook_url = f"http://{url_host(local_host(options.host))}:{options.port}/hooks/engine"
+        # Under TLS the engine posts its events to a plain-HTTP listener on loopback (the webhook only):
+        # the dashboard's certificate names the machine, not 127.0.0.1, and may be self-signed.
+        self.hook_port = free_port() if options.tls else None
+        hook_base = f"http://127.0.0.1:{self.hook_port}" if self.hook_port else \
+            f"http://{url_host(local_host(options.host))}:{options.port}"
+        self.webhook_url = f"{hook_base}/hooks/engine"
 
     def door(self) -> list[str]:
         pin = self.options.pin
@@ -268,5 +302,5 @@ class Plan:
             min_confidence=min(COLLECT_MIN_CONFIDENCE, threshold), max_confidence=threshold,
             camera_url=self.stream_url, camera_token_file=self.layout.camera_token,
             face_recognition_api_url=self.recognition_url, face_recognition_api_key_file=self.layout.api_key,
-            fps=COLLECT_FPS, log_path=self.layout.collected,
+            fps=COLLECT_FPS, log_path=self.layout.collected, keep_frames=COLLECT_KEEP,
         ))

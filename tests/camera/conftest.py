@@ -14,6 +14,14 @@ from tests.camera.media import write_video
 from tests.support import uvicorn_server
 
 
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private data directory: `smartlock camera` keeps its generated token there, never in the home."""
+    path = tmp_path / "data"
+    monkeypatch.setenv("SMARTLOCK_DATA_DIR", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def video_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2 s of 320x240 at 20 fps: four colour blocks of ten numbered frames."""

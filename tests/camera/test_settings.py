@@ -37,3 +37,16 @@ def test_flags_fill_the_model_and_round_trip_as_argv() -> None:
 def test_limits_hold_for_code_too(values: dict) -> None:
     with pytest.raises(ConfigError):
         CameraSettings.validated(**values)
+
+
+def test_auth_and_tls_flags() -> None:
+    settings = parse(["--no-auth", "--tls-cert", "/c/cert.pem", "--tls-key", "/c/key.pem",
+                      "--source", "http://other:8081/stream.mjpg", "--source-token-file", "/s/upstream"])
+    assert settings.no_auth and settings.tls and settings.tls_key == Path("/c/key.pem")
+    assert settings.source_token_file == Path("/s/upstream")
+    assert parse(settings.to_argv()) == settings
+    assert not CameraSettings().no_auth and not CameraSettings().tls
+    with pytest.raises(ConfigError, match="contradict"):
+        CameraSettings.validated(no_auth=True, token_file=Path("/s/camera-token"))
+    with pytest.raises(ConfigError, match="go together"):
+        CameraSettings.validated(tls_cert=Path("/c/cert.pem"))

@@ -187,6 +187,7 @@ def test_an_installation_under_home_keeps_homes_readable_and_says_so(tmp_path, s
     ("part", "flags", "message"),
     [
         ("door", ["--pin", "11", "--no-auth"], "UNSIGNED"),
+        ("recognition", ["--model", "/var/lib/smartlock/model", "--no-auth"], "enroll a face"),
         ("door", ["--generate-secret", "/etc/smartlock/door.secret"], "one-off"),
         ("door", ["--secret-file", "/etc/smartlock/door.secret"], "--pin"),
         ("door", ["--pin", "11"], "--secret-file"),
@@ -204,6 +205,13 @@ def test_unsafe_or_broken_command_lines_are_refused_before_writing(tmp_path, par
     with pytest.raises(ConfigError, match=message):
         plan_install(InstallRequest(part=part, flags=tuple(flags), unit_dir=tmp_path))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tls_key_paths_are_not_mistaken_for_secret_values(tmp_path):
+    plan = plan_install(InstallRequest(part="recognition", unit_dir=tmp_path, flags=(
+        "--model", "/var/lib/smartlock/model", "--tls-cert", "/etc/smartlock/cert.pem",
+        "--tls-key", "/etc/smartlock/key.pem")))
+    assert "--tls-key /etc/smartlock/key.pem" in one(plan.text, "ExecStart")
 
 
 def test_a_relative_camera_file_is_refused_with_its_absolute_path(tmp_path, monkeypatch):

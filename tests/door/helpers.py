@@ -69,6 +69,11 @@ class DoorServer:
         return self.http.request(method, path, content=body, headers=headers)
 
 
+def client_from(url: str, address: str, timeout: float = 5.0) -> httpx.Client:
+    """An HTTP client whose requests come from ``address`` (any 127.x.y.z is a real loopback source)."""
+    return httpx.Client(base_url=url, timeout=timeout, transport=httpx.HTTPTransport(local_address=address))
+
+
 @contextlib.contextmanager
 def door_server(
     tmp_path: Path,
@@ -79,8 +84,10 @@ def door_server(
     limiter: RefusalLimiter | None = None,
     events_path: Path | None = None,
     verifier: RequestVerifier | None = None,
+    events: EventLog | None = None,
 ) -> Iterator[DoorServer]:
-    """A real uvicorn serving create_app() on a free 127.0.0.1 port, relay on a fresh MockFactory."""
+    """A real uvicorn serving create_app() on a free 127.0.0.1 port, relay on a fresh MockFactory.
+    ``events`` (closed afterwards) replaces the default EventLog at ``events_path``."""
     from gpiozero.pins.mock import MockFactory
 
     factory = MockFactory()
@@ -89,7 +96,7 @@ def door_server(
         secret_path = tmp_path / f"door-{time.monotonic_ns()}.secret"
         generate_secret(secret_path)
     secret = load_secret(secret_path)
-    events = EventLog(events_path or tmp_path / "events.sqlite3")
+    events = events or EventLog(events_path or tmp_path / "events.sqlite3")
     auth = None if no_auth else (verifier or RequestVerifier(secret))
     app = create_app(relay, auth, events, lock_delay, limiter=limiter or RefusalLimiter(max_refusals=1000))
     try:

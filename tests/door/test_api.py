@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 
 import httpx
 import pytest
 
 from smartlock.door.auth import HEADER_SIGNATURE, DoorSecret, sign_request
+from smartlock.door.events import EventLog
 from smartlock.door.ratelimit import RefusalLimiter
 from smartlock.service import Health
 from tests.door.helpers import assert_one_opening, door_server, levels
@@ -266,8 +268,10 @@ def test_no_auth_accepts_unsigned_unlocks_and_warns_every_time(tmp_path, caplog)
     with caplog.at_level(logging.WARNING, logger="smartlock.door"), \
             door_server(tmp_path, no_auth=True, lock_delay=30.0) as server:
         assert "AUTHENTICATION IS OFF" in caplog.text
-        for _ in range(2):
-            assert server.http.post("/unlock").status_code == 202  # the seed's client: no body, no headers
+        assert server.http.post("/unlock").status_code == 403  # a body-less POST: a web page could send it
+        assert server.pin.state is True
+        for _ in range(2):  # what DoorClient sends unsigned: the custom header, no body
+            assert server.http.post("/unlock", headers={"X-Smartlock-Request": "1"}).status_code == 202
         assert caplog.text.count("UNSIGNED unlock accepted") == 2
         assert server.http.get("/status").json()["auth"].startswith("none")
         assert server.pin.state is False
@@ -280,3 +284,26 @@ def test_api_docs_are_served_offline_and_need_no_signature(tmp_path):
         assert "/docs/assets/swagger-ui-bundle.js" in page.text and "cdn" not in page.text.lower()
         script = httpx.get(f"{server.url}/docs/assets/swagger-ui-bundle.js", timeout=30)
         assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+
+
+class _UnreadableAfterUnlock(EventLog):
+    """An audit whose read-back fails once the door is running (writes still work)."""
+
+    broken = False
+
+    def last(self, action: str, outcome: str):  # type: ignore[no-untyped-def]
+        if self.broken:
+            raise sqlite3.OperationalError("disk I/O error")
+        return super().last(action, outcome)
+
+
+def test_an_unlock_that_happened_is_answered_202_even_when_the_audit_cannot_be_read_back(tmp_path):
+    events = _UnreadableAfterUnlock(tmp_path / "events.sqlite3")
+    with door_server(tmp_path, events=events, lock_delay=5.0) as server:
+        events.broken = True
+        server.pin.clear_states()
+        response = server.signed("POST", "/unlock", b"")
+        assert response.status_code == 202  # a 500 would make the client unlock again
+        assert levels(server.pin) == [True, False]  # locked, then opened exactly once
+        accepted = [e for e in server.events.page(limit=5) if e["action"] == "unlock"]
+        assert accepted[0]["outcome"] == "accepted"

@@ -75,6 +75,7 @@ def test_each_retry_is_signed_afresh(secret):
     assert len(seen) == 3
     assert len({r.headers[HEADER_NONCE] for r in seen}) == 3  # a retry is not a replay
     assert seen[0].content == b'{"person":"erin"}'
+    assert {r.headers["x-smartlock-request"] for r in seen} == {"1"}  # what a --no-auth door requires
 
 
 def test_a_4xx_is_not_retried(secret):
@@ -99,6 +100,13 @@ def test_cli_unlock_sends_one_signed_unlock(tmp_path, capsys):
         assert server.pin.state is False
         accepted = server.events.last("unlock", "accepted")
         assert (accepted["person"], accepted["source"]) == ("frank", "cli")
+
+
+def test_cli_unlock_opens_a_no_auth_door(tmp_path, capsys):
+    with door_server(tmp_path, no_auth=True, lock_delay=5.0) as server:
+        assert main(["unlock", "--door-api-url", server.url + "/unlock", "--no-auth"]) == 0
+        assert server.pin.state is False
+        assert server.events.last("unlock", "accepted")["key_id"] is None
 
 
 def test_cli_unlock_needs_a_secret_or_no_auth(capsys):

@@ -55,12 +55,13 @@ def test_memory_is_bounded_even_with_many_blocked_addresses():
 
 def test_events_newest_first_paged_and_kept_across_reopen(tmp_path):
     path = tmp_path / "audit" / "events.sqlite3"
-    log = EventLog(path)
+    keep = 100 * 365  # days: these rows are dated 1970, and this test is about paging, not retention
+    log = EventLog(path, retention_days=keep)
     ids = [log.add("unlock", "accepted", status=202, person=f"p{i}", confidence=0.5, at=1000.0 + i)
            for i in range(7)]
     log.close()
 
-    log = EventLog(path)
+    log = EventLog(path, retention_days=keep)
     first = log.page(limit=3)
     assert [e["person"] for e in first] == ["p6", "p5", "p4"]
     second = log.page(limit=3, before=first[-1]["id"])

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from fastapi import FastAPI, Request
 
-from tests.support import LOOPBACK, free_port, service_process, stop_process, wait_for
+from tests.support import LOOPBACK, free_port, service_process, stop_process, uvicorn_server, wait_for
 
 FRAME_SIZE = (640, 360)
 BACKGROUND_LEVEL = 96
@@ -135,27 +136,54 @@ def url(port: int, path: str) -> str:
     return f"http://{LOOPBACK}:{port}{path}"
 
 
+# The parts require their secrets by default: the camera's token and the recognition API's key, by port,
+# so engine_args / secret_args can hand the files to the engine and collector.
+CAMERA_TOKENS: dict[int, Path] = {}
+API_KEYS: dict[int, Path] = {}
+
+
+def secret_args(camera_port: int | None = None, api_port: int | None = None) -> list[str]:
+    """--camera-token-file / --face-recognition-api-key-file for the camera and API started here."""
+    args: list[str] = []
+    if camera_port in CAMERA_TOKENS:
+        args += ["--camera-token-file", str(CAMERA_TOKENS[camera_port])]
+    if api_port in API_KEYS:
+        args += ["--face-recognition-api-key-file", str(API_KEYS[api_port])]
+    return args
+
+
 @contextlib.contextmanager
 def camera(video: Path, logs: Path, port: int | None = None) -> Iterator[int]:
     port = port or free_port()
-    with service_process(["camera", "--source", str(video), "--host", LOOPBACK, "--port", str(port)],
-                         url(port, "/health"), log_path=logs / f"camera-{port}.log"):
-        yield port
+    token = CAMERA_TOKENS[port] = logs / f"camera-{port}.token"  # the camera creates it (0600)
+    try:
+        with service_process(["camera", "--source", str(video), "--host", LOOPBACK, "--port", str(port),
+                              "--token-file", str(token)],
+                             url(port, "/health"), log_path=logs / f"camera-{port}.log"):
+            yield port
+    finally:
+        CAMERA_TOKENS.pop(port, None)  # the port may serve something else later
 
 
 @contextlib.contextmanager
 def recognition(model_dir: Path, logs: Path, port: int | None = None) -> Iterator[int]:
     port = port or free_port()
-    with service_process(["recognition", "--model", str(model_dir), "--host", LOOPBACK, "--port", str(port),
-                          "--threads", "1"],
-                         url(port, "/health"), log_path=logs / f"recognition-{port}-{time.time_ns()}.log"):
-        yield port
+    API_KEYS[port] = model_dir / "api-key"  # generated there (0600) on the first start
+    try:
+        with service_process(["recognition", "--model", str(model_dir), "--host", LOOPBACK, "--port",
+                              str(port), "--threads", "1"],
+                             url(port, "/health"),
+                             log_path=logs / f"recognition-{port}-{time.time_ns()}.log"):
+            yield port
+    finally:
+        API_KEYS.pop(port, None)
 
 
 def start_recognition(model_dir: Path, logs: Path, port: int) -> subprocess.Popen:
     """A recognition API process that the caller stops (or kills); returns once it answers."""
     from tests.support import wait_until_up
 
+    API_KEYS[port] = model_dir / "api-key"
     output = open(logs / f"recognition-{port}-{time.time_ns()}.log", "wb")  # noqa: SIM115
     popen = subprocess.Popen(
         [sys.executable, "-m", "smartlock", "recognition", "--model", str(model_dir), "--host", LOOPBACK,
@@ -266,5 +294,51 @@ def engine_args(camera_port: int, door_: Door, log_path: Path, *, api_port: int 
     source = (["--face-recognition-api-url", url(api_port, "/face-recognition")] if api_port
               else ["--model", str(model_dir)])
     return ["engine", "--camera-url", url(camera_port, "/stream.mjpg"), *source,
+            *secret_args(camera_port, api_port),
             "--door-api-url", door_.unlock_url, "--door-secret-file", str(door_.secret_file),
             "--log-path", str(log_path), *extra]
+
+
+# -- a light rig: a real engine / collector process without a real recogniser -------------------------
+
+
+def face_photo(faces_dir: Path) -> Path:
+    """The first enrolled-person photo in which Haar finds a face as the engine sees it (on the canvas,
+    mirrored): the pre-filter lets its frames through to recognition."""
+    from smartlock.engine.vision import HaarFaceDetector, prepare
+
+    haar = HaarFaceDetector()
+    for folder in sorted((faces_dir / "people").iterdir()):
+        for photo in sorted(folder.glob("*.jpg"))[:1]:
+            if haar(prepare(on_canvas(photo), mirror=True)):
+                return photo
+    raise RuntimeError("no photo with a face Haar finds in the faces folder")
+
+
+def face_video(faces_dir: Path, path: Path, seconds: float, fps: float = 5.0) -> Path:
+    """A video of ``face_photo`` on the plain wall for ``seconds``."""
+    return write_video(path, [(on_canvas(face_photo(faces_dir)), seconds)], fps=fps)
+
+
+@dataclass
+class FakeRecognition:
+    """A recognition API (real uvicorn) that finds ``label`` at ``confidence`` in every image it gets."""
+
+    url: str
+    calls: list[int]
+
+
+@contextlib.contextmanager
+def fake_recognition(label: str = "alice", confidence: float = 0.99) -> Iterator[FakeRecognition]:
+    calls: list[int] = []
+    app = FastAPI()
+
+    @app.post("/face-recognition")
+    async def recognize(request: Request) -> dict:
+        calls.append(len(await request.body()))
+        box = {"left": 200.0, "top": 100.0, "right": 300.0, "bottom": 220.0}
+        return {"faces": [{"top_prediction": {"label": label, "confidence": confidence},
+                           "bounding_box": box, "all_predictions": None}]}
+
+    with uvicorn_server(app) as base:
+        yield FakeRecognition(f"{base}/face-recognition", calls)

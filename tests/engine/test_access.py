@@ -1,5 +1,5 @@
-"""Secrets by file: the recognition API key and the camera token (sent as a Bearer header to the real camera
-app), and no token ever written to the engine's log."""
+"""Secrets by file: the recognition API key and the camera token (proven to the real camera app without
+being sent, and checking its signed frames), and no token ever written to the engine's log."""
 
 from __future__ import annotations
 
@@ -67,10 +67,13 @@ def camera_with_token(tmp_path: Path) -> Iterator[str]:
         hub.stop()
 
 
-def test_the_token_goes_to_the_camera_as_a_bearer_header(camera_with_token: str) -> None:
+def test_the_reader_proves_the_token_to_the_camera_and_checks_its_signatures(camera_with_token: str) -> None:
     with LatestFrameReader(camera_with_token, opener=stream_opener(camera_with_token, TOKEN)) as reader:
         frame = reader.wait_newer(0, timeout=20)
+        frame = reader.wait_newer(frame.seq if frame else 0, timeout=20)
     assert frame is not None and frame.image.shape[2] == 3
+    # the camera signs with the token it requires, so the reader holding it drops nothing
+    assert reader.rejected is not None and reader.rejected.total == 0
 
 
 def test_without_the_token_the_camera_refuses_and_the_log_never_shows_a_token(

@@ -122,3 +122,26 @@ def test_a_secret_file_others_can_read_is_refused_before_anything_starts(tmp_pat
     assert code == 2
     assert "chmod 600" in capsys.readouterr().err
     assert not (tmp_path / "log").exists()
+
+
+def test_retention_flags_parse_round_trip_and_refuse_nonsense(tmp_path, capsys) -> None:
+    from smartlock.engine.settings import CollectorSettings, EngineSettings
+
+    defaults = EngineSettings.from_args(build_parser().parse_args(SEED_ENGINE))
+    assert (defaults.keep_days, defaults.keep_unlocks, defaults.log_max_mb, defaults.log_backups) == \
+        (30.0, 1000, 10.0, 5)
+    args = build_parser().parse_args([*SEED_ENGINE, "--keep-days", "7", "--keep-unlocks", "50",
+                                      "--log-max-mb", "2.5", "--log-backups", "3"])
+    settings = EngineSettings.from_args(args)
+    assert (settings.keep_days, settings.keep_unlocks, settings.log_max_mb, settings.log_backups) == \
+        (7.0, 50, 2.5, 3)
+    assert EngineSettings.from_args(build_parser().parse_args(["engine", *settings.to_argv()])) == settings
+    collect = CollectorSettings.from_args(build_parser().parse_args([*SEED_COLLECT, "--keep-frames", "300",
+                                                                     "--keep-days", "14"]))
+    assert (collect.keep_frames, collect.keep_days, collect.log_max_mb) == (300, 14.0, 10.0)
+    bad_values = (["--keep-days", "0"], ["--keep-unlocks", "0"], ["--log-max-mb", "0"],
+                  ["--log-backups", "-1"])
+    for bad in bad_values:
+        assert main([*SEED_ENGINE, "--log-path", str(tmp_path / "log"), *bad]) == 2
+        assert bad[0] in capsys.readouterr().err
+    assert not (tmp_path / "log").exists()

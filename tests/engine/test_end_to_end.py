@@ -181,7 +181,8 @@ def test_collector_saves_frames_in_the_band_and_none_outside(gallery, api_port, 
     api_url = system.url(api_port, "/face-recognition")
     with system.camera(video, logs) as camera_port:
         camera_url = system.url(camera_port, "/stream.mjpg")
-        common = ["--camera-url", camera_url, "--face-recognition-api-url", api_url, "--fps", "4"]
+        common = ["--camera-url", camera_url, "--face-recognition-api-url", api_url, "--fps", "4",
+                  *system.secret_args(camera_port, api_port)]
         with system.smartlock_process(["collect", "-min", "0.9", "-max", "1.0", *common, "--log-path",
                                        str(high)], logs / "collect-high.out") as collect_high, \
              system.smartlock_process(["collect", "-min", "0.4", "-max", "0.6", *common, "--log-path",

@@ -100,3 +100,12 @@ def test_prune_collected_keeps_the_newest_with_their_crops_and_sidecars(tmp_path
     )
     assert prune_collected(tmp_path, keep=1) == 0
     assert prune_collected(tmp_path / "missing", keep=1) == 0
+
+
+def test_prune_collected_never_deletes_pictures_it_did_not_write(tmp_path: Path) -> None:
+    holiday = tmp_path / "holiday.jpeg"
+    holiday.write_bytes(b"\xff\xd8 not the collector's")
+    os.utime(holiday, (1, 1))  # the oldest file in the folder
+    frames = [collect(tmp_path, "alice", 0.7, seconds_ago, crops=0) for seconds_ago in (200, 100)]
+    assert prune_collected(tmp_path, keep=1, keep_days=1) == 1
+    assert holiday.exists() and frames[-1].exists() and not frames[0].exists()

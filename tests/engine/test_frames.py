@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -11,9 +12,18 @@ import numpy as np
 import pytest
 
 from smartlock.camera.mjpeg import MultipartParser, boundary_of, parse_timestamp
-from smartlock.engine.frames import LatestFrameReader, MjpegStream, NotMultipart, OpenCVStream, open_stream
+from smartlock.engine.access import stream_opener
+from smartlock.engine.frames import (
+    LatestFrameReader,
+    MjpegStream,
+    NotMultipart,
+    OpenCVStream,
+    StreamOpener,
+    open_stream,
+)
 from smartlock.engine.vision import encode_jpeg_bgr
 from smartlock.errors import CameraError
+from tests.camera.rogue import VARIANTS, RogueCamera
 from tests.support import uvicorn_server, wait_for
 
 
@@ -243,3 +253,91 @@ def test_opencv_stream_reads_a_video_file_at_its_own_pace(tmp_path: Path) -> Non
 def test_opencv_stream_refuses_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(CameraError):
         OpenCVStream(str(tmp_path / "missing.mp4"))
+
+
+# -- signed frames ---------------------------------------------------------------------------------
+
+TOKEN = "the-camera-token"
+DROP_REASON = {"unsigned": "unsigned", "wrong-key": "bad-signature", "stale": "stale", "replayed": "replayed"}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_reader_holding_the_token_hands_on_no_frame_from_a_rogue_server(
+    variant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    wall = encode_jpeg_bgr(solid(20))
+    rogue = RogueCamera(encode_jpeg_bgr(solid(200)), variant, camera_token=TOKEN, decoy=wall)
+    with uvicorn_server(rogue.app, health_path="/health") as base:
+        url = f"{base}/stream.mjpg"
+        with LatestFrameReader(url, opener=stream_opener(url, TOKEN)) as reader:
+            assert reader.rejected is not None
+            wait_for(lambda: reader.rejected.total >= 20, what="20 dropped frames")
+            latest = reader.latest()
+    reason = DROP_REASON[variant]
+    assert reader.rejected.counts[reason] == reader.rejected.total >= 20
+    # the reader proved it holds the token without handing it to whoever answered the URL
+    assert rogue.authorizations and all(a.startswith("Smartlock-Proof t=") for a in rogue.authorizations)
+    assert not any(TOKEN in a for a in rogue.authorizations)
+    assert rogue.sent >= 20
+    if variant == "replayed":  # only the genuine decoy (an empty wall) got through
+        assert latest is not None and latest.seq == 1
+        assert int(latest.image.mean().round()) == pytest.approx(20, abs=3)
+    else:
+        assert latest is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("Dropping frames" in message for message in warnings) == 1, warnings
+    assert not any("NOT authenticated" in message for message in warnings)
+
+
+def test_a_reconnect_cannot_replay_frames_already_seen() -> None:
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    from smartlock.camera.mjpeg import CONTENT_TYPE, build_part
+    from smartlock.camera.signing import FrameGate, FrameSigner
+
+    signer = FrameSigner(TOKEN)
+    recorded: list[bytes] = []
+    app = FastAPI()
+
+    @app.get("/stream.mjpg")
+    def stream() -> StreamingResponse:
+        if not recorded:  # the first connection gets genuine frames; every later one the same again
+            for index in range(1, 4):
+                jpeg, now = encode_jpeg_bgr(solid(index * 40)), time.time()
+                recorded.append(build_part(jpeg, now, signer.headers(jpeg, now, index)))
+        return StreamingResponse(iter(list(recorded)), media_type=CONTENT_TYPE)
+
+    with uvicorn_server(app) as base:
+        url = f"{base}/stream.mjpg"
+        gate = FrameGate(TOKEN, where=url, max_age=600)  # freshness is not what this test is about
+        reader = LatestFrameReader(url, opener=StreamOpener(gate=gate), backoff=(0.05, 0.1))
+        with reader:
+            wait_for(lambda: gate.rejected.counts["replayed"] >= 6, what="two reconnects' replays")
+    assert reader.connections >= 3
+    assert reader.latest() is not None and reader.latest().seq == 3  # the 3 genuine frames, once each
+    assert gate.rejected.total == gate.rejected.counts["replayed"]
+
+
+def test_holding_a_token_only_a_signed_mjpeg_stream_will_do() -> None:
+    from smartlock.camera.signing import FrameGate
+
+    gate = FrameGate(TOKEN, where="test")
+    with uvicorn_server(mjpeg_app(frames=1)) as base, pytest.raises(CameraError, match="cannot be verified"):
+        open_stream(f"{base}/status", timeout=2, gate=gate)  # no OpenCV fallback
+    with pytest.raises(CameraError, match="http"):
+        open_stream("rtsp://camera.invalid/stream", gate=gate)
+
+
+def test_a_reader_without_a_token_warns_that_frames_are_not_authenticated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    with uvicorn_server(mjpeg_app(frames=50)) as base:
+        url = f"{base}/stream.mjpg"
+        with LatestFrameReader(url, opener=stream_opener(url, None)) as reader:
+            assert reader.wait_newer(0, timeout=20) is not None  # unsigned frames are read, as before
+    assert reader.rejected is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("NOT authenticated" in message for message in warnings) == 1

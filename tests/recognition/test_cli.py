@@ -14,6 +14,8 @@ from PIL import Image
 
 from smartlock.cli import main
 from smartlock.recognition.recognizer import Recognizer
+from smartlock.recognition.settings import GENERATED_KEY_FILE
+from smartlock.service import read_secret, write_secret
 from tests.recognition.conftest import load_backend
 
 pytestmark = [pytest.mark.faces, pytest.mark.slow]
@@ -73,12 +75,15 @@ def test_retraining_replaces_the_model_and_classify_reads_text(dataset, tmp_path
     load_backend("arcface")
     model = tmp_path / "model"
     assert main(["train", "-d", str(dataset), "-o", str(model), "--no-progress"]) == 0
+    write_secret(model / GENERATED_KEY_FILE, "the-key-the-engine-holds")  # as `smartlock recognition` does
     dropped = sorted(cast.enroll)[-1]
     for link in (dataset / dropped).iterdir():
         link.unlink()
     (dataset / dropped).rmdir()
     assert main(["train", "-d", str(dataset), "-o", str(model), "--no-progress"]) == 0
     assert dropped not in Recognizer.load(model, load_backend("arcface")).people()
+    # the retrained model keeps the API key, so the engine and collector still get in
+    assert read_secret(model / GENERATED_KEY_FILE) == "the-key-the-engine-holds"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     capsys.readouterr()
     probe = cast.probes[sorted(cast.probes)[0]][0]

@@ -15,6 +15,8 @@ import httpx
 import pytest
 
 from smartlock.recognition.api import create_app
+from smartlock.recognition.settings import GENERATED_KEY_FILE
+from smartlock.service import read_secret
 from tests.recognition_api.fakes import FakeRecognizer
 from tests.support import free_port, service_process, uvicorn_server
 
@@ -105,11 +107,40 @@ def copy_model(model: TrainedModel, destination: Path) -> Path:
     return target
 
 
+@dataclass(frozen=True)
+class Service:
+    """A running `smartlock recognition`: its base URL, the key its clients send (None: --no-auth), the
+    file its output goes to and its process id."""
+
+    url: str
+    key: str | None
+    log: Path
+    pid: int
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.key} if self.key else {}
+
+    def client(self, timeout: float = 120) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=timeout)
+
+
+def service_key(model_dir: Path, extra: tuple[str, ...]) -> str | None:
+    """The key a service started with ``extra`` flags requires: its --api-key-file, or the one it generated
+    in the model folder (None with --no-auth)."""
+    if "--no-auth" in extra:
+        return None
+    given = extra[extra.index("--api-key-file") + 1] if "--api-key-file" in extra else None
+    return read_secret(Path(given) if given else model_dir / GENERATED_KEY_FILE)
+
+
 @contextlib.contextmanager
-def recognition_service(model_dir: Path, log_dir: Path, *extra: str) -> Iterator[str]:
-    """Run `smartlock recognition` as a real process on a free loopback port; yields its base URL."""
+def recognition_service(model_dir: Path, log_dir: Path, *extra: str) -> Iterator[Service]:
+    """Run `smartlock recognition` as a real process on a free loopback port (started as the README shows:
+    the key is generated in the model folder unless ``extra`` says otherwise)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    log = log_dir / f"recognition-{port}.log"
     args = ["recognition", "--model", str(model_dir), "--host", "127.0.0.1", "--port", str(port), *extra]
-    with service_process(args, ready_url=f"{url}/health", log_path=log_dir / f"recognition-{port}.log"):
-        yield url
+    with service_process(args, ready_url=f"{url}/health", log_path=log) as process:
+        yield Service(url, service_key(model_dir, extra), log, process.pid)

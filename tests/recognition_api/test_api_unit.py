@@ -318,7 +318,8 @@ def test_openapi_documents_the_contract(served: Served) -> None:
         keyed = httpx.get(f"{url}/openapi.json").json()
     assert keyed["components"]["securitySchemes"]["APIKeyHeader"] == {
         "type": "apiKey", "in": "header", "name": "X-API-Key",
-        "description": "Needed when the server has --api-key-file.",
+        "description":
+            "The key in the server's --api-key-file (default: MODEL_DIR/api-key, made on first start).",
     }
     assert "401" in keyed["paths"]["/face-recognition"]["post"]["responses"]
     assert "security" not in keyed["paths"]["/health"]["get"]

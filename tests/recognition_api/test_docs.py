@@ -109,8 +109,9 @@ def test_swagger_ui_renders_in_a_browser_with_the_internet_cut_off(tmp_path: Pat
     key_file = tmp_path / "key"
     key_file.write_text("docs-test-key")
     key_file.chmod(0o600)
-    with recognition_service(tmp_path / "model", tmp_path, "--api-key-file", str(key_file)) as url, \
+    with recognition_service(tmp_path / "model", tmp_path, "--api-key-file", str(key_file)) as service, \
             sync_playwright() as playwright:
+        url = service.url
         browser = playwright.chromium.launch(executable_path=chromium, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run", "--disable-quic"])

@@ -27,7 +27,8 @@ def test_schemathesis_finds_no_server_error(trained_model: TrainedModel, tmp_pat
     (tmp_path / "key").write_text(key)
     (tmp_path / "key").chmod(0o600)
     model_dir = copy_model(trained_model, tmp_path)
-    with recognition_service(model_dir, tmp_path, "--api-key-file", str(tmp_path / "key")) as url:
+    with recognition_service(model_dir, tmp_path, "--api-key-file", str(tmp_path / "key")) as service:
+        url = service.url
         command = [
             sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json",
             "--header", f"X-API-Key: {key}",

@@ -47,3 +47,15 @@ def test_ensure_secret_creates_once_then_reads(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     again, created_again = ensure_secret(path)
     assert (again, created_again) == (first, False)
+
+
+def test_concurrent_first_starts_agree_on_one_secret(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "token"
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: ensure_secret(path), range(32)))
+    assert len({secret for secret, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    assert read_secret(path) == results[0][0]
+    assert [p.name for p in tmp_path.iterdir()] == ["token"]  # no temporary file left

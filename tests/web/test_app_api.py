@@ -210,9 +210,10 @@ def test_a_crowded_collected_frame_falls_back_to_its_face_crop(system: System) -
 def test_engine_webhook_needs_its_secret(system: System) -> None:
     client = system.client(signed_in=False)
     event = {"event": "unlocked", "person": "ada", "confidence": 0.9}
-    assert client.post("/hooks/engine/wrong", json=event).status_code == 404
-    assert client.post(f"/hooks/engine/{WEBHOOK_TOKEN}", content=b"{not json").status_code == 400
-    assert client.post(f"/hooks/engine/{WEBHOOK_TOKEN}", content=b"x" * 70_000).status_code == 413
+    hook = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+    assert client.post(f"/hooks/engine/{WEBHOOK_TOKEN}", json=event).status_code == 404  # never in the URL
+    assert client.post("/hooks/engine", content=b"{not json", headers=hook).status_code == 400
+    assert client.post("/hooks/engine", content=b"x" * 70_000, headers=hook).status_code == 413
     assert system.dashboard.events.list() == []
 
 
@@ -232,7 +233,7 @@ def test_an_unlock_event_gets_the_frame_the_engine_saved(system: System) -> None
     folder = write_unlock_frame(system.tmp / "log", jpeg(640, 360, color=(200, 10, 10)), {"faces": [FACE]})
     stamp = folder.name  # the engine names the folder by the local time of the unlock, to the second
     hook = system.client(signed_in=False)
-    answer = hook.post(f"/hooks/engine/{WEBHOOK_TOKEN}", json={
+    answer = hook.post("/hooks/engine", headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"}, json={
         "event": "unlocked", "time": stamp, "person": "ada", "confidence": 0.93, "frames": 2})
     assert answer.json()["recorded"] is True
     client = system.client()
@@ -253,7 +254,8 @@ def test_an_unlock_event_gets_the_frame_the_engine_saved(system: System) -> None
 
 def test_strangers_and_sightings_are_told_apart_and_merged(system: System) -> None:
     hook = system.client(signed_in=False)
-    url = f"/hooks/engine/{WEBHOOK_TOKEN}"
+    hook.headers["Authorization"] = f"Bearer {WEBHOOK_TOKEN}"
+    url = "/hooks/engine"
     now = time.time()
     for offset in (0, 1, 2):
         hook.post(url, json={"event": "refused-unknown", "time": now + offset, "faces": 1,

@@ -150,3 +150,31 @@ def test_login_throttle_blocks_an_address_for_the_window() -> None:
     assert throttle.retry_after("10.0.0.3") == 0
 
 
+
+
+def test_attempts_in_flight_count_against_the_limit() -> None:
+    clock = ManualClock()
+    throttle = LoginThrottle(limit=3, window=60, clock=clock)
+    assert [throttle.begin("10.0.0.1") for _ in range(3)] == [0, 0, 0]  # three checks running at once
+    assert throttle.begin("10.0.0.1") > 0  # a fourth is not admitted before one of them ends
+    assert throttle.begin("10.0.0.2") == 0
+    throttle.end("10.0.0.1", succeeded=False)
+    assert throttle.begin("10.0.0.1") > 0  # 1 failure + 2 in flight
+    throttle.end("10.0.0.1", succeeded=False)
+    throttle.end("10.0.0.1", succeeded=False)
+    assert 1 < throttle.begin("10.0.0.1") <= 60  # three failures: the whole window
+    clock.advance(61)
+    assert throttle.begin("10.0.0.1") == 0
+    throttle.end("10.0.0.1", succeeded=True)
+    assert throttle.retry_after("10.0.0.1") == 0
+
+
+def test_unencodable_text_is_refused_not_crashed_on(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="Unicode"):
+        PasswordStore(tmp_path / "p.json").set("long enough \ud800")
+    store = PasswordStore(tmp_path / "p.json")
+    store.set("long enough")
+    assert not store.verify("long enough\ud800")
+    token = SetupToken()
+    token.issue()
+    assert not token.check("\ud800") and not token.consume("\ud800") and token.active

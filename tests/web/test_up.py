@@ -61,7 +61,7 @@ def test_data_layout_makes_private_secrets_once(tmp_path) -> None:
     secrets = (layout.door_secret, layout.api_key, layout.camera_token, layout.webhook_token)
     for secret in secrets:
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600
-    for folder in (layout.root, layout.secrets, layout.web):
+    for folder in (layout.root, layout.secrets, layout.web, layout.model, layout.log, layout.collected):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     before = {p: p.read_bytes() for p in secrets}
     layout.prepare()

@@ -74,7 +74,7 @@ async def list_people(state: State) -> People:
 @router.post(
     "/people/{name:person_prefix}/images",
     response_model=Enrollment,
-    responses=error_responses(400, 413, 422, 503),
+    responses=error_responses(400, 403, 413, 422, 503),
     summary="Enroll photos of a person (new or existing)",
 )
 async def enroll(
@@ -97,7 +97,7 @@ async def enroll(
 @router.delete(
     "/people/{name:person_prefix}/images/{image_id}",
     response_model=Message,
-    responses=error_responses(400, 404, 422, 503),
+    responses=error_responses(400, 403, 404, 422, 503),
     summary="Remove one photo of a person",
 )
 async def remove_image(state: State, name: ValidName, image_id: str) -> Message:
@@ -138,7 +138,7 @@ async def get_person(state: State, name: ValidName) -> Person:
 @router.delete(
     "/people/{name:person}",
     response_model=Message,
-    responses=error_responses(400, 404, 422, 503),
+    responses=error_responses(400, 403, 404, 422, 503),
 
     summary="Remove a person and all their photos",
 )

@@ -20,7 +20,7 @@ def _recognize(state: ApiState, data: bytes) -> list[Any]:
 @router.post(
     "/face-recognition",
     response_model=Recognition,
-    responses=error_responses(400, 413, 422, 503),
+    responses=error_responses(400, 403, 413, 422, 503),
     summary="Recognise the faces in an image",
 )
 async def face_recognition(

@@ -70,7 +70,8 @@ State = Annotated[ApiState, Depends(api_state)]
 
 # Module level: FastAPI resolves the (string) annotations of dependencies in module globals.
 API_KEY = APIKeyHeader(
-    name=API_KEY_HEADER, auto_error=False, description="Needed when the server has --api-key-file."
+    name=API_KEY_HEADER, auto_error=False,
+    description="The key in the server's --api-key-file (default: MODEL_DIR/api-key, made on first start).",
 )
 
 

@@ -12,6 +12,7 @@ from smartlock.errors import ConfigError
 
 MAX_PHOTOS = 20
 MAX_PHOTO_BYTES = 20 * 2**20
+MAX_ROW_ID = 2**63 - 1  # SQLite's largest integer: a bigger ``before`` would be an OverflowError (500)
 
 
 def jpeg_file(path: Path) -> FileResponse:

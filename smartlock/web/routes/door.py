@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from smartlock.web.dashboard import DashboardDep
+from smartlock.web.routes.common import MAX_ROW_ID
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ def door_lock(d: DashboardDep) -> dict[str, Any]:
 
 @router.get("/events")
 def door_events(
-    d: DashboardDep, limit: int = Query(50, ge=1, le=200), before: int | None = Query(None, ge=1)
+    d: DashboardDep,
+    limit: int = Query(50, ge=1, le=200),
+    before: int | None = Query(None, ge=1, le=MAX_ROW_ID),
 ) -> dict[str, Any]:
     return d.door.events(limit=limit, before=before)

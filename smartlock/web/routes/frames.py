@@ -16,7 +16,8 @@ router = APIRouter(prefix="/api")
 
 @router.post("/captures")
 def capture(d: DashboardDep) -> dict[str, Any]:
-    capture_id = d.captures.add(d.camera.snapshot())
+    capture_id = d.captures.add(d.camera.snapshot())  # a full disk: 503, logged once (web.storage)
+    d.storage.succeeded()
     return {"id": capture_id, "image": f"/api/captures/{capture_id}.jpg"}
 
 

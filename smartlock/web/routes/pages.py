@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from smartlock.web.dashboard import DashboardDep
-from smartlock.web.routes.guards import signed_in
+from smartlock.web.routes.guards import safe_next, signed_in
 
 PAGES = ("live", "events", "people", "calibration")
 STATIC_DIR = Path(str(resources.files("smartlock.web") / "static"))
@@ -30,7 +30,8 @@ async def root(request: Request, d: DashboardDep) -> Response:
 @router.get("/login")
 async def login_page(request: Request, d: DashboardDep) -> Response:
     if signed_in(request, d):
-        return RedirectResponse("/live", status_code=303)
+        target = request.query_params.get("next")
+        return RedirectResponse("/live" if target is None else safe_next(target), status_code=303)
     if not d.passwords.is_set():
         return page("nopassword")
     return page("login")

@@ -11,7 +11,15 @@ from fastapi.responses import JSONResponse, Response
 from smartlock import __version__
 from smartlock.web.auth import check_password_rules
 from smartlock.web.dashboard import DashboardDep
-from smartlock.web.routes.guards import COOKIE, csrf_guard, require_session, signed_in, start_session
+from smartlock.web.routes.guards import (
+    COOKIE,
+    client_address,
+    csrf_guard,
+    require_session,
+    safe_next,
+    signed_in,
+    start_session,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,29 +33,33 @@ async def auth_state(request: Request, d: DashboardDep) -> dict[str, Any]:
 
 @router.post("/login", dependencies=[Depends(csrf_guard)])
 def login(request: Request, body: dict[str, Any], d: DashboardDep) -> Response:
-    address = request.client.host if request.client else "?"
-    wait = d.throttle.retry_after(address)
-    if wait > 0:
-        return JSONResponse({"message": f"too many failed sign-ins: try again in {wait:.0f} s"},
-                            status_code=429, headers={"retry-after": str(int(wait) + 1)})
+    """Sign in; the answer's ``next`` is where to go (the body's ``next`` if it is a path of this site)."""
+    address = client_address(request)
     if not d.passwords.is_set():
         return JSONResponse({"message": "no password is set yet: open the setup link printed by "
                                         "`smartlock up`, or restart it with --password-file"},
                             status_code=409)
+    wait = d.throttle.begin(address)  # counts from here, before the (slow) password check
+    if wait > 0:
+        return JSONResponse({"message": f"too many failed sign-ins: try again in {wait:.0f} s"},
+                            status_code=429, headers={"retry-after": str(int(wait) + 1)})
     password = body.get("password")
-    if not isinstance(password, str) or not d.passwords.verify(password):
-        d.throttle.failed(address)
+    ok = False
+    try:
+        ok = isinstance(password, str) and d.passwords.verify(password)
+    finally:
+        d.throttle.end(address, succeeded=ok)
+    if not ok:
         logger.warning("failed sign-in from %s", address)
         return JSONResponse({"message": "wrong password"}, status_code=401)
-    d.throttle.succeeded(address)
-    response = JSONResponse({"message": "signed in"})
-    start_session(response, d)
+    response = JSONResponse({"message": "signed in", "next": safe_next(body.get("next"))})
+    start_session(response, d, request)
     logger.info("signed in from %s", address)
     return response
 
 
 @router.post("/setup", dependencies=[Depends(csrf_guard)])
-def setup(body: dict[str, Any], d: DashboardDep) -> Response:
+def setup(request: Request, body: dict[str, Any], d: DashboardDep) -> Response:
     token, password = body.get("token"), body.get("password")
     if d.passwords.is_set():
         return JSONResponse({"message": "a password is already set: sign in"}, status_code=409)
@@ -62,7 +74,7 @@ def setup(body: dict[str, Any], d: DashboardDep) -> Response:
     d.passwords.set(password)
     logger.info("dashboard password chosen through the setup link")
     response = JSONResponse({"message": "password set"})
-    start_session(response, d)
+    start_session(response, d, request)
     return response
 
 
@@ -70,19 +82,30 @@ def setup(body: dict[str, Any], d: DashboardDep) -> Response:
 async def logout(request: Request, d: DashboardDep) -> Response:
     d.sessions.revoke(request.cookies.get(COOKIE))
     response = JSONResponse({"message": "signed out"})
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
+                           secure=d.secure_cookies or request.url.scheme == "https")
     return response
 
 
 @router.post("/password", dependencies=[Depends(csrf_guard), Depends(require_session)])
-def change_password(body: dict[str, Any], d: DashboardDep) -> Response:
+def change_password(request: Request, body: dict[str, Any], d: DashboardDep) -> Response:
     current, new = body.get("current"), body.get("new")
-    if not isinstance(current, str) or not d.passwords.verify(current):
+    address = client_address(request)
+    wait = d.throttle.begin(address)  # guessing the current password is throttled like a sign-in
+    if wait > 0:
+        return JSONResponse({"message": f"too many wrong passwords: try again in {wait:.0f} s"},
+                            status_code=429, headers={"retry-after": str(int(wait) + 1)})
+    ok = False
+    try:
+        ok = isinstance(current, str) and d.passwords.verify(current)
+    finally:
+        d.throttle.end(address, succeeded=ok)
+    if not ok:
         return JSONResponse({"message": "the current password is wrong"}, status_code=403)
     if not isinstance(new, str):
         return JSONResponse({"message": "choose a new password"}, status_code=400)
     d.passwords.set(new)
     d.sessions.revoke_all()
     response = JSONResponse({"message": "password changed"})
-    start_session(response, d)
+    start_session(response, d, request)
     return response

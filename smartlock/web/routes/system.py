@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api")
 @router.get("/system")
 def system(d: DashboardDep) -> dict[str, Any]:
     return {"version": __version__, "children": d.system_status(),
-            "settings": d.settings.current.model_dump()}
+            "settings": d.settings.current.model_dump(), "storage_problem": d.storage.problem}
 
 
 @router.get("/calibration")

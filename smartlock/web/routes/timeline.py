@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from smartlock.errors import ConfigError
 from smartlock.web.dashboard import DashboardDep
 from smartlock.web.events import KINDS
-from smartlock.web.routes.common import jpeg_file, missing
+from smartlock.web.routes.common import MAX_ROW_ID, jpeg_file, missing
 
 router = APIRouter(prefix="/api/events")
 
@@ -20,7 +20,7 @@ def list_events(
     d: DashboardDep,
     person: str | None = None,
     kind: str | None = None,
-    before: int | None = Query(None, ge=1),
+    before: int | None = Query(None, ge=1, le=MAX_ROW_ID),
     limit: int = Query(50, ge=1, le=200),
 ) -> dict[str, Any]:
     if kind and kind not in KINDS:

@@ -1,8 +1,8 @@
 """The engine's webhook: its events become timeline rows, each given a picture in the background.
 
-The webhook token is the only credential (no session): `up`'s engine sends it as
-``Authorization: Bearer`` to ``/hooks/engine`` (read from a 0600 file, never on a command line); the
-older form with the token in the path still works. A wrong or missing token is a plain 404.
+The webhook token is the only credential (no session): the engine sends it as ``Authorization: Bearer``
+to ``/hooks/engine``, read from a 0600 file (never on a command line, never in a URL, where proxies and
+access logs would keep it). A wrong or missing token is a plain 404.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import sqlite3
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
@@ -20,6 +21,7 @@ from smartlock.errors import BadImageError, ServiceError
 from smartlock.recognition.schemas import Face
 from smartlock.web.dashboard import Dashboard, DashboardDep
 from smartlock.web.files import thumbnail_jpeg
+from smartlock.web.storage import storage_trouble
 from smartlock.web.timeline import TimelineEntry, entry_from_engine
 
 logger = logging.getLogger(__name__)
@@ -31,15 +33,10 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.post("/hooks/engine")
-async def engine_event_bearer(request: Request, background: BackgroundTasks, d: DashboardDep) -> JSONResponse:
+async def engine_event(request: Request, background: BackgroundTasks, d: DashboardDep) -> JSONResponse:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return await engine_event(token if scheme.lower() == "bearer" else "", request, background, d)
-
-
-@router.post("/hooks/engine/{token}")
-async def engine_event(
-    token: str, request: Request, background: BackgroundTasks, d: DashboardDep
-) -> JSONResponse:
+    if scheme.lower() != "bearer":
+        token = ""
     expected = d.webhook_token
     if not expected or not token or not hmac.compare_digest(token.encode(), expected.encode()):
         raise HTTPException(404, detail="not found")
@@ -51,7 +48,9 @@ async def engine_event(
     entry = entry_from_engine(payload)
     if entry is None:
         return JSONResponse({"recorded": False})
+    # a full disk raises here: the app answers 503 and logs it once (smartlock.web.storage)
     event_id, new = d.events.add(entry.kind, entry.person, entry.confidence, entry.when, entry.details)
+    d.storage.succeeded()
     if new:
         background.add_task(attach_frame, d, event_id, entry)
     return JSONResponse({"recorded": True, "id": event_id})
@@ -75,7 +74,12 @@ def attach_frame(d: Dashboard, event_id: int, entry: TimelineEntry) -> None:
             return
         box = box_for(faces, entry.person)
         d.events.attach_images(event_id, thumbnail_jpeg(jpeg, 240, crop=box), thumbnail_jpeg(jpeg, 960))
-    except (ServiceError, BadImageError, OSError) as err:
+    except (OSError, sqlite3.Error) as err:
+        if storage_trouble(err):
+            d.storage.failed(f"picture of event {event_id}", err)
+        else:
+            logger.info("no picture for event %d: %s", event_id, err)
+    except (ServiceError, BadImageError) as err:
         logger.info("no picture for event %d: %s", event_id, err)
 
 

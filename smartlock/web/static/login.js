@@ -1,9 +1,7 @@
 import { api } from "/static/common.js";
 
-function target() {
-  const next = new URLSearchParams(location.search).get("next") || "/live";
-  return next.startsWith("/") && !next.startsWith("//") ? next : "/live";
-}
+// Where to go after signing in: the server checks `next` (a path of this site only, else "/").
+const next = new URLSearchParams(location.search).get("next") || "/live";
 
 document.getElementById("login").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -12,8 +10,10 @@ document.getElementById("login").addEventListener("submit", async (event) => {
   error.textContent = "";
   button.disabled = true;
   try {
-    await api("/api/auth/login", { method: "POST", json: { password: document.getElementById("password").value } });
-    location.href = target();
+    const answer = await api("/api/auth/login", {
+      method: "POST", json: { password: document.getElementById("password").value, next },
+    });
+    location.href = answer.next;
   } catch (err) {
     error.textContent = err.message;
     button.disabled = false;
