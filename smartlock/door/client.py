@@ -19,10 +19,11 @@ import httpx
 
 from smartlock.door.auth import DoorSecret, sign_request
 from smartlock.errors import AuthError, ConfigError, DoorError
+from smartlock.service.origin import REQUEST_HEADER
 
 logger = logging.getLogger(__name__)
 
-REQUEST_HEADER = {"X-Smartlock-Request": "1"}  # routes.HEADER_REQUEST; no server import in the client
+BROWSER_PROOF = {REQUEST_HEADER: "1"}  # a web page cannot send it cross-site: the door knows we are no page
 
 
 def base_url_of(unlock_url: str) -> str:
@@ -72,7 +73,7 @@ class DoorClient:
     def build_request(self, method: str, url: str, body: bytes = b"", params: dict[str, Any] | None = None
                       ) -> httpx.Request:
         """A signed request, ready to send (also used for --print-curl)."""
-        headers = {**REQUEST_HEADER, **({"content-type": "application/json"} if body else {})}
+        headers = {**BROWSER_PROOF, **({"content-type": "application/json"} if body else {})}
         request = self._http.build_request(method, url, content=body, headers=headers, params=params)
         if self.secret is not None:
             signed_path = request.url.raw_path.decode("ascii")

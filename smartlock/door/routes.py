@@ -37,11 +37,11 @@ from smartlock.door.events import MAX_PAGE, AuditWriteError
 from smartlock.door.service import DoorService
 from smartlock.errors import AuthError, RelayError
 from smartlock.service import Health
+from smartlock.service.origin import REQUEST_HEADER, same_origin
 
 logger = logging.getLogger(__name__)
 
 AUTH_SCHEME = "Smartlock-HMAC-SHA256"
-HEADER_REQUEST = "X-Smartlock-Request"  # any value; "1" by convention. Forces a browser's preflight.
 
 
 class UnlockRequest(StrictModel):
@@ -100,17 +100,12 @@ async def signed_request(
         raise Refused(401, str(err), {"www-authenticate": AUTH_SCHEME}) from err
 
 
-def own_origin(request: Request) -> str:
-    """The origin a page served by this door would send: scheme and Host header."""
-    return f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
-
-
 def refuse_browser_request(request: Request) -> None:
     """Refuse an unsigned request a web page on another site could have made (see the module doc)."""
-    origin = request.headers.get("origin")
-    if origin is not None and origin.strip().lower() != own_origin(request):
+    if not same_origin(request.scope):
+        origin = request.headers.get("origin", "")
         raise Refused(403, f"cross-site request refused: Origin {origin[:100]!r} is not this door")
-    if request.method != "POST" or request.headers.get(HEADER_REQUEST):
+    if request.method != "POST" or request.headers.get(REQUEST_HEADER):
         return
     content_type = request.headers.get("content-type")
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
@@ -118,8 +113,8 @@ def refuse_browser_request(request: Request) -> None:
         return
     if content_type is not None:
         raise Refused(415, f"an unsigned {request.url.path} must be application/json or carry "
-                           f"{HEADER_REQUEST}: 1 (a web page cannot send either cross-site)")
-    raise Refused(403, f"an unsigned {request.url.path} must carry {HEADER_REQUEST}: 1 or a JSON body "
+                           f"{REQUEST_HEADER}: 1 (a web page cannot send either cross-site)")
+    raise Refused(403, f"an unsigned {request.url.path} must carry {REQUEST_HEADER}: 1 or a JSON body "
                        "(a web page cannot send either cross-site)")
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -14,10 +13,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from smartlock.docs_ui import is_docs_path
 from smartlock.recognition.schemas import API_KEY_HEADER
 from smartlock.service.limits import content_length, drain
+from smartlock.service.origin import header, same_origin
 from smartlock.service.responses import json_message
 
 __all__ = ["API_KEY_HEADER", "ApiKeyMiddleware", "OriginMiddleware", "UploadTooLarge", "is_open_path",
-           "same_origin", "too_large_message"]
+           "too_large_message"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,6 @@ def _key_ok(scope: Scope, expected: bytes) -> bool:
 
 # Methods that can change the gallery (or cost a recognition); GET and HEAD only read.
 SAFE_METHODS = frozenset({"GET", "HEAD"})
-DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class OriginMiddleware:
@@ -84,7 +83,7 @@ class OriginMiddleware:
         if scope["type"] != "http" or scope.get("method") in SAFE_METHODS or same_origin(scope):
             await self.app(scope, receive, send)
             return
-        origin = _header(scope, b"origin") or ""
+        origin = header(scope, b"origin") or ""
         self.refused += 1
         if self.refused & (self.refused - 1) == 0:  # the 1st, 2nd, 4th, 8th...: a flood cannot fill the log
             logger.warning("refused a cross-site %s %s from Origin %r (%d refused so far)",
@@ -92,39 +91,3 @@ class OriginMiddleware:
         await drain(receive, content_length(scope) or 0)
         await json_message(403, f"cross-site request refused: Origin {origin[:100]!r} is not this server's "
                            "origin")(scope, receive, send)
-
-
-def same_origin(scope: Scope) -> bool:
-    """True without an ``Origin`` header, or when it is this server's scheme, host and port ("null", a
-    sandboxed or privacy-hiding page, is foreign)."""
-    origin = _header(scope, b"origin")
-    if origin is None:
-        return True
-    own = _origin_of(str(scope.get("scheme", "http")), _header(scope, b"host") or "")
-    return own is not None and _parse_origin(origin) == own
-
-
-def _parse_origin(origin: str) -> tuple[str, str, int] | None:
-    parts = urlsplit(origin.strip())
-    if parts.path or parts.query or parts.fragment or parts.username is not None:
-        return None
-    return _origin_of(parts.scheme, parts.netloc)
-
-
-def _origin_of(scheme: str, netloc: str) -> tuple[str, str, int] | None:
-    scheme = scheme.lower()
-    if scheme not in DEFAULT_PORTS or not netloc or "@" in netloc:
-        return None
-    try:
-        parts = urlsplit(f"//{netloc}")
-        port = parts.port or DEFAULT_PORTS[scheme]
-    except ValueError:  # a port that is not a number, or out of range
-        return None
-    if not parts.hostname:
-        return None
-    return scheme, parts.hostname.rstrip("."), port
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    value = next((value for key, value in scope.get("headers", ()) if key == name), None)
-    return value.decode("latin-1") if value is not None else None

@@ -18,7 +18,8 @@ from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException
 
 from smartlock.recognition.metrics import ApiMetrics
-from smartlock.recognition.middleware import API_KEY_HEADER, UploadTooLarge
+from smartlock.recognition.middleware import UploadTooLarge
+from smartlock.recognition.schemas import API_KEY_HEADER
 
 if TYPE_CHECKING:
     from smartlock.recognition.recognizer import Recognizer

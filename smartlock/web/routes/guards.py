@@ -14,29 +14,22 @@ from urllib.parse import unquote, urlsplit
 from fastapi import Request, Response
 from starlette.exceptions import HTTPException
 
+from smartlock.service.origin import REQUEST_HEADER, same_origin
 from smartlock.web.dashboard import Dashboard, DashboardDep
 
 COOKIE = "smartlock_session"
-CSRF_HEADER = "X-Smartlock-Request"
+CSRF_HEADER = REQUEST_HEADER
 
 
 def signed_in(request: Request, dashboard: Dashboard) -> bool:
     return dashboard.sessions.check(request.cookies.get(COOKIE))
 
 
-def same_origin(request: Request) -> bool:
-    origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return origin is None
-    host = request.headers.get("host", "")
-    return urlsplit(origin).netloc == host
-
-
 async def csrf_guard(request: Request) -> None:
     """403 for a state-changing request without the anti-CSRF header or from another origin."""
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
-    if request.headers.get(CSRF_HEADER) != "1" or not same_origin(request):
+    if request.headers.get(CSRF_HEADER) != "1" or not same_origin(request.scope):
         raise HTTPException(403, detail="cross-site request refused")
 
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from smartlock.recognition.api import create_app
-from smartlock.recognition.middleware import same_origin
+from smartlock.service.origin import same_origin
 from tests.recognition_api.fakes import FakeRecognizer
 from tests.recognition_api.media import solid_jpeg
 from tests.support import uvicorn_server
