@@ -183,16 +183,6 @@ def crop_path(model_dir: Path, image_id: str) -> Path:
     return Path(model_dir) / CROPS_DIR / f"{image_id}.jpg"
 
 
-def crop_file(model_dir: Path, image_id: str) -> Path | None:
-    """The face crop file of enrolled image ``image_id`` if there is one; None for a malformed id or a
-    missing file (for readers of the model folder without a Recognizer, e.g. the dashboard)."""
-    try:
-        path = crop_path(model_dir, image_id)
-    except ValueError:
-        return None
-    return path if path.is_file() else None
-
-
 def has_gallery(model_dir: Path) -> bool:
     """Whether ``model_dir`` holds a saved gallery (else Recognizer.open_or_create makes an empty one)."""
     return (Path(model_dir) / METADATA_FILE).exists()

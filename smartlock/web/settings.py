@@ -11,15 +11,15 @@ from pathlib import Path
 from pydantic import Field, ValidationError
 
 from smartlock.config import StrictModel
+from smartlock.engine.settings import DEFAULT_THRESHOLD
 from smartlock.errors import ConfigError
 from smartlock.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 0.8
-
-
 class DashboardSettings(StrictModel):
+    # Stricter than the engine's [0, 1]: from a browser, 0 (anyone enrolled-looking) and 1 (nobody) are
+    # mistakes, not settings.
     threshold: float = Field(
         DEFAULT_THRESHOLD, gt=0.0, lt=1.0, description="confidence a face needs for the engine to unlock"
     )

@@ -215,7 +215,6 @@ def _dashboard(plan: Plan, passwords: PasswordStore, settings: SettingsStore, do
         collected=CollectedFrames(layout.collected),
         webhook_token=read_secret(layout.webhook_token, "webhook token file"),
         log_path=layout.log,
-        model_dir=layout.model,
         system_status=supervisor.status,
     )
 

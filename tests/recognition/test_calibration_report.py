@@ -49,7 +49,7 @@ def test_false_accept_measured_estimated_or_unknown(recognizer) -> None:
     assert estimate_false_accept({**report, "people": 0}, 0.8) is None
 
 
-def test_gallery_backend_and_crop_files(recognizer, tmp_path) -> None:
+def test_gallery_backend(recognizer, tmp_path) -> None:
     model = tmp_path / "model"
     assert store.gallery_backend(model) == "fake"
     assert store.gallery_backend(tmp_path / "nothing") is None
@@ -57,7 +57,3 @@ def test_gallery_backend_and_crop_files(recognizer, tmp_path) -> None:
     (tmp_path / "bad" / store.METADATA_FILE).write_text("{not json")
     with pytest.raises(ConfigError, match="unreadable"):
         store.gallery_backend(tmp_path / "bad")
-    image_id = recognizer.people()["alice"][0].image_id
-    assert store.crop_file(model, image_id) == model / store.CROPS_DIR / f"{image_id}.jpg"
-    assert store.crop_file(model, "0123456789abcdef") is None  # well formed, not enrolled
-    assert store.crop_file(model, "../gallery") is None  # never a path outside the crops

@@ -77,7 +77,6 @@ def system(tmp_path: Path, camera_url: str) -> Iterator[System]:
         collected=CollectedFrames(tmp_path / "collected"),
         webhook_token=WEBHOOK_TOKEN,
         log_path=tmp_path / "log",
-        model_dir=tmp_path / "model",
         sessions=SessionStore(idle_timeout=600, max_age=3600, clock=clock),
         system_status=lambda: [{"name": "camera", "state": "running", "restarts": 0}],
     )

@@ -39,6 +39,7 @@ class FakeRecognition:
         self.seen: list[dict] = []
         self.down = False
         self.recognitions = 0
+        self.crops: dict[str, bytes] = {}  # image id -> the face crop the recognizer kept
         self._lock = threading.Lock()
 
     def _check(self) -> None:
@@ -93,6 +94,12 @@ class FakeRecognition:
         if len(kept) == len(images):
             raise ServiceRefused(f"DELETE http://x/people/{name}/images/{image_id}: 404: no such image", 404)
         self.people_images[name] = kept
+
+    def image_crop(self, name: str, image_id: str) -> bytes:
+        self._check()
+        if image_id not in self.crops:
+            raise ServiceRefused(f"GET http://x/people/{name}/images/{image_id}: 404: no such image", 404)
+        return self.crops[image_id]
 
     def calibration(self) -> dict:
         self._check()

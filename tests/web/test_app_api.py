@@ -12,7 +12,6 @@ from PIL import Image
 
 from smartlock.camera.mjpeg import iter_multipart
 from smartlock.engine.files import collected_path, crop_name, write_collected, write_unlock_frame
-from smartlock.recognition.store import crop_path
 from tests.support import wait_for
 from tests.web.conftest import WEBHOOK_TOKEN, System
 from tests.web.fakes import jpeg
@@ -142,9 +141,7 @@ def test_remove_photo_and_person(system: System) -> None:
 
 
 def test_person_photo_is_the_crop_kept_by_the_recognizer(system: System) -> None:
-    crop = crop_path(system.tmp / "model", "0123456789abcdef")  # where the recognizer keeps it
-    crop.parent.mkdir(parents=True)
-    crop.write_bytes(jpeg(50, 50))
+    system.recognition.crops["0123456789abcdef"] = jpeg(50, 50)  # asked of the recognizer, not read from disk
     client = system.client()
     ok = client.get("/api/people/photo.jpg", params={"name": "ada", "image_id": "0123456789abcdef"})
     assert ok.status_code == 200 and _image_size(ok.content) == (50, 50)

@@ -49,7 +49,6 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path, camera_url: str) -> 
         collected=CollectedFrames(tmp_path / "collected"),
         webhook_token=WEBHOOK_TOKEN,
         log_path=tmp_path / "log",
-        model_dir=tmp_path / "model",
     )
     dashboard.events.add("unlock", "ada", 0.95)
     with uvicorn_server(create_app(dashboard, openapi=True), health_path="/api/auth/state") as url:

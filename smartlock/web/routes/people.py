@@ -12,13 +12,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from smartlock.errors import ConfigError, SmartlockError
-from smartlock.recognition.store import crop_file
+from smartlock.errors import ConfigError, ServiceRefused
 from smartlock.web.dashboard import Dashboard, DashboardDep
 from smartlock.web.routes.common import (
     MAX_PHOTO_BYTES,
     MAX_PHOTOS,
-    jpeg_file,
     json_fields,
     missing,
     person_name,
@@ -46,19 +44,14 @@ def people(d: DashboardDep) -> dict[str, Any]:
 
 @router.get("/photo.jpg")
 def person_photo(name: str, image_id: str, d: DashboardDep) -> Response:
-    crop = getattr(d.recognition, "image_crop", None)
-    if callable(crop):
-        try:
-            data = crop(name, image_id)
-        except SmartlockError:
-            data = None
-        if data:
-            return Response(data, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600"})
-    # the crop the recognizer kept at enrollment, read from its model folder (a recognizer without image_crop)
-    path = crop_file(d.model_dir, image_id) if d.model_dir is not None else None
-    if path is not None:
-        return jpeg_file(path)
-    raise missing("photo")
+    """The face crop the recognizer kept at enrollment (asked of it, never read from its files)."""
+    try:
+        data = d.recognition.image_crop(name, image_id)
+    except ServiceRefused as err:
+        if err.status_code in (400, 404):
+            raise missing("photo") from err
+        raise
+    return Response(data, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600"})
 
 
 @router.post("/enroll")
