@@ -14,6 +14,7 @@ import io
 import logging
 import logging.handlers
 import os
+import re
 import stat
 import sys
 import threading
@@ -181,3 +182,29 @@ class Outage:
         if self.failures:
             self.log.warning("%s works again after %d failure(s)", self.what, self.failures)
             self.failures = 0
+
+
+# A secret query value ends at the next parameter, a space, a quote or ": " (where a message quoting the
+# URL goes on); a URL's password ends at its "@".
+_SECRET_QUERY = re.compile(
+    r"([?&;](?:token|api_key|key|password)=)[^&;#\s'\"]*?(?=[&;#\s'\"]|:\s|:?$)", re.IGNORECASE
+)
+_URL_PASSWORD = re.compile(r"(://[^/\s:@'\"]+:)[^/\s@'\"]+(@)")
+
+
+def redact_url(text: str) -> str:
+    """``text`` (a URL, or a message or log line quoting one) with every ``token=``, ``key=``,
+    ``api_key=`` and ``password=`` query value and every ``user:password@`` password masked as ``***``."""
+    return _URL_PASSWORD.sub(r"\1***\2", _SECRET_QUERY.sub(r"\1***", text))
+
+
+class RedactTokens(logging.Filter):
+    """A logger or handler filter applying redact_url to each record's message (uvicorn's access log
+    passes the full path, query included, as an argument)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_url(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True

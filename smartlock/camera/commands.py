@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import socket
 import sys
 from pathlib import Path
@@ -83,20 +82,9 @@ def show_token_url(settings: CameraSettings, token: str, out: TextIO | None = No
     return True
 
 
-class RedactTokens(logging.Filter):
-    """Masks ``token=`` query values in uvicorn's access log lines (its arguments carry the full path)."""
-
-    _TOKEN = re.compile(r"([?&]token=)[^&\s]*", re.IGNORECASE)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                self._TOKEN.sub(r"\1***", arg) if isinstance(arg, str) else arg for arg in record.args
-            )
-        return True
-
-
 def redact_access_log() -> None:
+    from smartlock.logs import RedactTokens
+
     """Install RedactTokens on uvicorn's access logger (once)."""
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactTokens) for f in access.filters):

@@ -18,8 +18,9 @@ import httpx
 from smartlock.camera.imaging import decode_jpeg_bgr, load_cv2
 from smartlock.camera.mjpeg import JPEG_SOI
 from smartlock.camera.source_base import OpenCVSource, Pacer, RawFrame, Source, load_picamera2
-from smartlock.camera.url_source import UrlSource, redact_url
+from smartlock.camera.url_source import UrlSource
 from smartlock.errors import BadImageError, CameraError, DependencyMissing
+from smartlock.logs import redact_url
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -18,21 +18,7 @@ from smartlock.camera.mjpeg import JPEG_SOI, MAX_PART_BYTES, boundary_of, iter_m
 from smartlock.camera.signing import FrameGate, access_proof
 from smartlock.camera.source_base import OpenCVSource, Pacer, RawFrame, Source
 from smartlock.errors import CameraError
-
-
-def redact_url(url: str) -> str:
-    """The URL without a password or token, for logs and /health."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    query = urlencode(
-        [
-            (k, "***" if k.lower() in ("token", "key", "api_key", "password") else v)
-            for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        ]
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+from smartlock.logs import redact_url
 
 
 class UrlSource(Source):

@@ -11,39 +11,17 @@ camera URL cannot learn it, and verifies every frame's signature with it. A ``?t
 
 from __future__ import annotations
 
-import logging
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smartlock.engine.settings import API_KEY_ENV
 from smartlock.errors import ConfigError
+from smartlock.logs import redact_url
 from smartlock.service import read_secret
 
 if TYPE_CHECKING:
     from smartlock.engine.frames import StreamOpener
-
-# a value ends at the next parameter, a space, a quote or ": " (where a message quoting the URL goes on)
-_TOKEN_VALUE = re.compile(r"([?&;]token=)[^&;#\s'\"]*?(?=[&;#\s'\"]|:\s|:?$)", re.IGNORECASE)
-
-
-def redact_url(text: str) -> str:
-    """``text`` (a URL, or a message quoting one) with every ``token=`` query value masked."""
-    return _TOKEN_VALUE.sub(r"\1***", text)
-
-
-class RedactTokens(logging.Filter):
-    """A handler filter masking ``token=`` values in each formatted message (the frame reader and httpx
-    errors quote the camera URL as given)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = redact_url(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
-
 
 def recognition_api_key(key_file: Path | None, key: str | None = None) -> str | None:
     """The recognition API key: from ``key_file`` (0600) when given, else ``key``, else $SMARTLOCK_API_KEY."""

@@ -131,8 +131,7 @@ def configure_logging(log_path: Path, level: str = "INFO", *, max_mb: float = DE
     """Like the seed: every line to stdout and to ``<log-path>/log.txt`` (0600 in a 0700 folder, rotated at
     ``max_mb`` with ``backups`` old files); ``token=`` values and the ``secrets`` read at start are masked
     in every line, tracebacks included."""
-    from smartlock.engine.access import redact_url
-    from smartlock.logs import MB, setup_logging
+    from smartlock.logs import MB, redact_url, setup_logging
 
     masked = sorted({s for s in secrets if s and len(s) >= MIN_SECRET_TO_MASK}, key=len, reverse=True)
 

@@ -13,11 +13,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from smartlock.engine.access import redact_url
 from smartlock.engine.files import marker_name, prune_unlock_frames, unlock_frames_dir, write_unlock_frame
 from smartlock.engine.policy import Decision
 from smartlock.engine.settings import DEFAULT_KEEP_DAYS, DEFAULT_KEEP_UNLOCKS
 from smartlock.engine.vision import encode_jpeg_bgr
+from smartlock.logs import redact_url
 from smartlock.recognition.schemas import Face
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -25,14 +24,14 @@ from typing import TextIO
 
 import httpx
 
+from smartlock.logs import redact_url
+
 logger = logging.getLogger("smartlock.up")  # the name `up` prints its own lines under, too
 
-# Secrets that children print as part of URLs (the engine's camera URL carries the camera token).
-_SECRET_IN_URL = re.compile(r"(?i)([?&](?:token|api_key|key)=)[^&\s\"']+")
-
-
 def redact(line: str) -> str:
-    return _SECRET_IN_URL.sub(r"\1***", line)
+    """A child's output line with any secret it quotes in a URL masked (children never get secrets in
+    their argv, but an upstream camera URL given by a user may carry one)."""
+    return redact_url(line)
 
 
 @dataclass

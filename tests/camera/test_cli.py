@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from smartlock.camera.api import create_app
-from smartlock.camera.commands import RedactTokens, camera_token, page_url, read_token, show_token_url
+from smartlock.camera.commands import camera_token, page_url, read_token, show_token_url
 from smartlock.camera.mjpeg import part_timestamp
 from smartlock.camera.settings import CameraSettings
 from smartlock.camera.signing import BAD_SIGNATURE, FrameVerifier
@@ -22,6 +22,7 @@ from smartlock.camera.sources import UrlSource
 from smartlock.camera.stream import FrameHub
 from smartlock.cli import main
 from smartlock.errors import ConfigError
+from smartlock.logs import RedactTokens
 from tests.camera.media import decode, stream_parts
 from tests.support import LOOPBACK, free_port, service_process, stop_process, uvicorn_server, wait_for
 

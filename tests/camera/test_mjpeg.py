@@ -14,8 +14,8 @@ from smartlock.camera.mjpeg import (
     jpeg_size,
     part_timestamp,
 )
-from smartlock.camera.sources import redact_url
 from smartlock.errors import CameraError
+from smartlock.logs import redact_url
 from tests.camera.media import jpeg_bytes, solid_image
 
 

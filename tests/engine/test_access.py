@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from smartlock.engine.access import camera_token, recognition_api_key, redact_url, stream_opener
+from smartlock.engine.access import camera_token, recognition_api_key, stream_opener
 from smartlock.engine.commands import configure_logging
 from smartlock.engine.frames import LatestFrameReader
 from smartlock.errors import ConfigError
+from smartlock.logs import redact_url
 from smartlock.service import write_secret
 from tests.support import wait_for
 
