@@ -63,12 +63,14 @@ def serve_recognition(settings: RecognitionSettings) -> int:
     # A key file named on the command line must be usable before the (slow) model load.
     api_key = read_secret(settings.api_key_file, "API key file") if settings.api_key_file else None
 
+    from smartlock.recognition import store
     from smartlock.recognition.api import create_app
     from smartlock.recognition.backends.base import get_backend
     from smartlock.recognition.recognizer import Recognizer
 
     backend = get_backend(settings.backend) if settings.backend else None
     recognizer = Recognizer.open_or_create(settings.model, backend)
+    store.make_private(settings.model)
     people = recognizer.people()
     logger.info(
         "model %s: %s backend, %d people, %d photos%s", settings.model, recognizer.backend_name, len(people),

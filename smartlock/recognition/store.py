@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import time
@@ -34,6 +35,8 @@ CROPS_DIR = "faces"
 FORMAT = "smartlock-gallery"
 VERSION = 1
 _IMAGE_ID = re.compile(r"[0-9a-f]{8,64}")
+
+logger = logging.getLogger(__name__)
 
 
 def _sha256(data: bytes) -> str:
@@ -88,7 +91,7 @@ def save_gallery(model_dir: Path, gallery: Gallery) -> None:
         "calibration": gallery.calibration.to_json(),
     }
     try:
-        model_dir.mkdir(parents=True, exist_ok=True)
+        model_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # faces and names: the owner's only
         _settle(model_dir)
         atomic_write(model_dir / PENDING_EMBEDDINGS_FILE, npz)
         atomic_write(model_dir / METADATA_FILE, json.dumps(metadata, indent=1).encode("utf-8"))  # commit
@@ -181,6 +184,14 @@ def crop_path(model_dir: Path, image_id: str) -> Path:
     if not _IMAGE_ID.fullmatch(image_id):
         raise ValueError(f"bad image id {image_id!r}")
     return Path(model_dir) / CROPS_DIR / f"{image_id}.jpg"
+
+
+def make_private(model_dir: Path) -> None:
+    """Make an existing model folder (face embeddings, crops, names, the API key) its owner's only."""
+    model_dir = Path(model_dir)
+    if model_dir.is_dir() and model_dir.stat().st_mode & 0o077:
+        os.chmod(model_dir, 0o700)
+        logger.info("made the model folder %s private (0700): it holds faces and names", model_dir)
 
 
 def has_gallery(model_dir: Path) -> bool:

@@ -37,6 +37,7 @@ def test_enrollment_deletion_and_crops_need_the_generated_key(faces_dir: Path, t
     with recognition_service(model, tmp_path) as service:
         key_file = model / GENERATED_KEY_FILE
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(model.stat().st_mode) == 0o700  # embeddings, crops and names: the owner's only
         assert service.key and service.key == key_file.read_text().strip()
         owner = httpx.Client(base_url=service.url, headers=service.headers, timeout=TIMEOUT)
         # the attack of the issue, on the fresh service: alice's enrollment with the attacker's photo
