@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from smartlock.door.settings import DoorSettings, UnlockSettings
+from smartlock.integrations.settings import MQTT_FLAGS
 
 logger = logging.getLogger(__name__)
 
 DOOR_FLAGS = ("pin", "lock_delay", "host", "port", "secret_file", "no_auth", "pin_factory", "active_high",
-              "events_db", "audit_retention_days", "audit_max_rows", "tls_cert", "tls_key")
+              "events_db", "audit_retention_days", "audit_max_rows", "tls_cert", "tls_key",
+              *(name for name in MQTT_FLAGS if name != "mqtt_images"))
 UNLOCK_FLAGS = ("door_api_url", "secret_file", "no_auth", "ca_file", "print_curl", "person", "confidence",
                 "source", "timeout", "tries")
 
@@ -102,6 +104,12 @@ def _serve(relay: Any, verifier: Any, events: Any, settings: DoorSettings) -> in
 
     app = create_app(relay, verifier, events, settings.lock_delay)
     service = app.state.service
+    mqtt = None
+    if settings.mqtt_url is not None:
+        from smartlock.integrations.door import DoorMqtt
+
+        mqtt = DoorMqtt(service, settings).start()  # connects in the background: never delays the door
+        app.state.mqtt = mqtt.link
     scheme = "https" if settings.tls else "http"
     logger.info("door API on %s://%s:%d (events: %s, kept %g days, at most %d rows)", scheme, settings.host,
                 settings.port, events.path, settings.audit_retention_days, settings.audit_max_rows)
@@ -111,6 +119,8 @@ def _serve(relay: Any, verifier: Any, events: Any, settings: DoorSettings) -> in
                      tls_key=settings.tls_key)
     finally:
         service.stop("process exit")  # no-op when a signal or the server's own shutdown already did it
+        if mqtt is not None:
+            mqtt.stop()
 
 
 def _close_relay(relay: Any) -> None:

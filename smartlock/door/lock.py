@@ -56,6 +56,19 @@ class DoorLock:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.fault: str | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every change of the relay (unlock, lock, relock, a fault). It must
+        return at once (MQTT only queues the new state): it runs on the thread that moved the relay."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:  # a listener never stops an unlock, a lock or the relock thread
+                logger.exception("door state listener failed")
 
     def unlock(self) -> float:
         """Unlock now (or extend the window); returns the seconds until relock. Raises RelayError."""
@@ -76,12 +89,14 @@ class DoorLock:
                 self.fault = str(err)
                 self._deadline = None
                 self._lock_quietly()
+                self._changed()
                 if isinstance(err, RelayError):
                     raise
                 raise RelayError(f"cannot unlock the relay: {err}") from err
             self._deadline = self._clock() + self.lock_delay
             self._cond.notify_all()
-            return self.lock_delay
+        self._changed()
+        return self.lock_delay
 
     def lock(self) -> None:
         """Lock now and end the unlock window. Raises RelayError."""
@@ -92,8 +107,10 @@ class DoorLock:
                 self.relay.lock()
             except RelayError as err:
                 self.fault = str(err)
+                self._changed()
                 raise
             self.fault = None
+        self._changed()
 
     def seconds_left(self) -> float:
         """Seconds until the relock (0.0 when locked)."""
@@ -133,6 +150,7 @@ class DoorLock:
                 note = self._wait_and_relock()
             if note is None:
                 return
+            self._changed()
             self._notify(*note)  # outside the lock: the audit write never delays an unlock
 
     def _wait_and_relock(self) -> tuple[str, str] | None:

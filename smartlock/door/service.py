@@ -8,6 +8,7 @@ start and stop), and ``problems()`` names the failure for /health.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from typing import Any
 
@@ -66,6 +67,24 @@ class DoorService:
             self.events.amend(event_id, door=door, pin_level=level, **fields)
         except AuditWriteError as err:
             logger.error("audit row %d not completed (%s); the log line above is the record", event_id, err)
+
+    def unlock(self, **fields: Any) -> float:
+        """The one unlock path (HTTP and MQTT): audited as pending before the relay moves, then accepted
+        (or error). Returns the seconds until relock. Raises AuditWriteError (not recorded: the door stays
+        locked) or RelayError (the relay could not be driven: the door stays locked)."""
+        event_id = self.record("unlock", "pending", **fields)
+        try:
+            seconds = self.door.unlock()
+        except RelayError as err:
+            failed = {"status": 503} if "status" in fields else {}
+            self.amend_quietly(event_id, outcome="error", reason=str(err), **failed)
+            raise
+        self.amend_quietly(event_id, outcome="accepted")
+        try:
+            self.last_unlock = self.events.last("unlock", "accepted")
+        except sqlite3.Error as err:  # the door did open: only /status's last unlock is stale
+            logger.warning("unlock accepted, but the audit could not be read back: %s", err)
+        return seconds
 
     def refuse(self, action: str, *, client: str, method: str, status: int, **fields: Any) -> None:
         """Audit a refusal, folded with identical ones (refusals.py); never raises."""

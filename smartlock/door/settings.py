@@ -11,6 +11,7 @@ from smartlock.config import PartSettings, TlsSettings
 from smartlock.door.events import DEFAULT_MAX_ROWS, DEFAULT_RETENTION_DAYS
 from smartlock.door.relay import PinFactoryName  # the relay module imports gpiozero only when a relay is made
 from smartlock.errors import ConfigError
+from smartlock.integrations.settings import MqttSettings
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 80
@@ -21,7 +22,7 @@ DEFAULT_PIN_FACTORY: PinFactoryName = "auto"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-class DoorSettings(TlsSettings):
+class DoorSettings(TlsSettings, MqttSettings):
     """`smartlock door`: the relay's wiring, the unlock window, where to listen (HTTP or HTTPS), how
     requests are signed, how long the audit keeps its history."""
 

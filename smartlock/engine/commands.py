@@ -39,6 +39,9 @@ __all__ = ["API_KEY_ENV", "DEFAULT_MAX_FPS", "DEFAULT_MIN_FRAMES", "DEFAULT_THRE
 
 logger = logging.getLogger(__name__)
 
+# the engine publishes and obeys the switch; unlock commands are the door's
+ENGINE_MQTT_FLAGS = ("mqtt_url", "mqtt_ca_file", "mqtt_password_file", "mqtt_images", "door_name")
+
 RECOGNITION_TIMEOUT = 5.0
 
 
@@ -96,6 +99,8 @@ def _register_engine(subparsers: argparse._SubParsersAction) -> None:
         EngineSettings.add_option(optional, name)
     _add_camera_options(EngineSettings, optional)
     EngineSettings.add_option(optional, "keep_unlocks", metavar="N")
+    for name in ENGINE_MQTT_FLAGS:
+        EngineSettings.add_option(optional, name)
     _add_help(optional)
     parser.set_defaults(func=run_engine)
 
@@ -239,7 +244,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
 def run_engine(args: argparse.Namespace) -> int:
     from smartlock.engine.engine import Engine, LoopSettings
     from smartlock.engine.policy import UnlockPolicy
-    from smartlock.engine.sinks import NullSink, UnlockLog, WebhookSink
+    from smartlock.engine.sinks import EventSink, NullSink, TeeSink, UnlockLog, WebhookSink
     from smartlock.engine.vision import HaarFaceDetector
     from smartlock.service import read_secret
 
@@ -253,13 +258,22 @@ def run_engine(args: argparse.Namespace) -> int:
     _configure(settings, (api_key, _camera_token(settings), webhook_token))
     recognize = build_recognizer(settings, api_key)
     door = build_door(settings)
-    events: NullSink | WebhookSink = NullSink()
+    events: EventSink = NullSink()
     if settings.webhook_url:
         events = WebhookSink(settings.webhook_url, token=webhook_token)
+    mqtt = None
+    if settings.mqtt_url is not None:
+        from smartlock.integrations.engine import EngineMqtt
+
+        # connects in the background: never delays the loop; the switch is also remembered on disk
+        mqtt = EngineMqtt(settings, state_file=settings.log_path / "face-unlock").start()
+        events = TeeSink(events, mqtt)
     unlock_log = UnlockLog(settings.log_path, settings.threshold, keep_days=settings.keep_days,
                            keep_count=settings.keep_unlocks)
     engine = Engine(reader, recognize, door, policy, detector=detector, unlock_log=unlock_log, events=events,
-                    settings=LoopSettings.of(settings))
+                    settings=LoopSettings.of(settings),
+                    face_unlock=mqtt.face_unlock if mqtt is not None else None,
+                    on_unlock_frame=mqtt.unlock_frame if mqtt is not None else None)
     with stop_on_signals() as stop:
         unlock_log.start_pruning()
         reader.start()

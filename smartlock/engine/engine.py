@@ -76,6 +76,7 @@ class EngineStats:
     recognition_errors: int = 0
     door_errors: int = 0
     unlocks: int = 0
+    unlocks_switched_off: int = 0  # decisions not acted on: the "face unlock" switch was off
     frames_not_saved: int = 0  # unlock frames lost (full disk, ...): the unlocks still happened
     unlocked: list[Decision] = field(default_factory=list)
 
@@ -117,7 +118,11 @@ class Engine:
         events: EventSink | None = None,
         settings: LoopSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        face_unlock: Callable[[], bool] | None = None,
+        on_unlock_frame: Callable[[np.ndarray], None] | None = None,
     ) -> None:
+        """``face_unlock()`` False (the MQTT switch) keeps the door shut while faces are still recognised
+        and reported; ``on_unlock_frame(image)`` gets the frame of each unlock (MQTT's image entity)."""
         self.frames = frames
         self.recognize = recognize
         self.door = door
@@ -127,6 +132,8 @@ class Engine:
         self.events = events or NullSink()
         self.settings = settings or LoopSettings()
         self.clock = clock
+        self.face_unlock = face_unlock
+        self.on_unlock_frame = on_unlock_frame
         self.stats = EngineStats()
         self._last_seq = 0
         self._next_due = 0.0
@@ -199,6 +206,12 @@ class Engine:
         self._report(faces)
         if decision is None or self.clock() < self._door_ready_at:
             return None
+        if self.face_unlock is not None and not self.face_unlock():
+            self.stats.unlocks_switched_off += 1
+            self.policy.reset()
+            logger.info("Face unlock is switched off: %s recognised (confidence %.3f), the door stays shut",
+                        decision.label, decision.confidence)
+            return None
         return decision if self._unlock(decision, image, faces, frame) else None
 
     def _recognize(self, image: np.ndarray) -> list[Face] | None:
@@ -224,6 +237,11 @@ class Engine:
         self._blocked_until = self.clock() + self.settings.block_time
         self._burst_until = 0.0
         folder = self._save_unlock_frame(image, faces, decision, frame)
+        if self.on_unlock_frame is not None:
+            try:
+                self.on_unlock_frame(image)
+            except Exception as err:  # the door is open already
+                logger.warning("Unlock frame not passed on: %s", err)
         self.events.emit({
             "event": "unlocked",
             "time": current_timestamp(),

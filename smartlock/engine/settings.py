@@ -15,6 +15,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from smartlock.config import PartSettings
+from smartlock.integrations.settings import MqttSettings
 from smartlock.logs import DEFAULT_LOG_BACKUPS, DEFAULT_LOG_MAX_MB
 
 DEFAULT_THRESHOLD = 0.8
@@ -84,7 +85,7 @@ class StreamClientSettings(PartSettings):
         return self
 
 
-class EngineSettings(StreamClientSettings):
+class EngineSettings(StreamClientSettings, MqttSettings):
     """`smartlock engine`: when to unlock, how fast to sample, where to send what happened."""
 
     door_api_url: str = Field(description="URL of smart lock door-api which unlocks door.")

@@ -143,6 +143,27 @@ class NullSink:
         pass
 
 
+class TeeSink:
+    """Every event to each of several sinks (the webhook and MQTT); one failing never stops the others."""
+
+    def __init__(self, *sinks: EventSink) -> None:
+        self.sinks = sinks
+
+    def emit(self, event: dict[str, Any]) -> None:
+        for sink in self.sinks:
+            try:
+                sink.emit(event)
+            except Exception:
+                logger.exception("event sink %s failed", type(sink).__name__)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception:
+                logger.exception("closing event sink %s failed", type(sink).__name__)
+
+
 class WebhookSink:
     """POSTs each event as JSON from a worker thread: ``emit`` never blocks, a slow or failing webhook
     only loses its own events (the queue is bounded; when full, new events are dropped and counted)."""

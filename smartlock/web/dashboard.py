@@ -58,6 +58,7 @@ class Dashboard:
     webhook_token: str | None = None
     log_path: Path | None = None  # the engine's --log-path (unlock frames)
     system_status: Callable[[], list[dict]] = lambda: []
+    mqtt_status: Callable[[], str] | None = None  # the door's MQTT link (with --mqtt-url), never blocks
     sessions: SessionStore = field(default_factory=SessionStore)
     setup: SetupToken = field(default_factory=SetupToken)
     throttle: LoginThrottle = field(default_factory=LoginThrottle)

@@ -193,6 +193,7 @@ def _child_specs(plan: Plan, threshold: float, door_client: DoorClient) -> list[
 
 def _dashboard(plan: Plan, passwords: PasswordStore, settings: SettingsStore, door_client: DoorClient,
                supervisor: Supervisor) -> Dashboard:
+    from smartlock.integrations.probe import MqttProbe
     from smartlock.recognition.client import RecognitionClient
     from smartlock.service.secrets import read_secret
     from smartlock.web.clients import CameraLink
@@ -216,6 +217,7 @@ def _dashboard(plan: Plan, passwords: PasswordStore, settings: SettingsStore, do
         webhook_token=read_secret(layout.webhook_token, "webhook token file"),
         log_path=layout.log,
         system_status=supervisor.status,
+        mqtt_status=None if plan.options.mqtt_url is None else MqttProbe(plan.door_health_url),
     )
 
 

@@ -14,7 +14,7 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
 from pydantic import Field, field_validator
 
@@ -23,6 +23,7 @@ from smartlock.config import PartSettings, TlsSettings
 from smartlock.door.settings import DEFAULT_LOCK_DELAY, MAX_LOCK_DELAY, DoorSettings
 from smartlock.engine.settings import CollectorSettings, EngineSettings
 from smartlock.errors import ConfigError
+from smartlock.integrations.settings import MqttSettings
 from smartlock.recognition.settings import RecognitionSettings
 from smartlock.service.secrets import ensure_secret
 
@@ -38,7 +39,7 @@ NO_CAMERA_HINT = (
 )
 
 
-class UpSettings(TlsSettings):
+class UpSettings(TlsSettings, MqttSettings):
     """`smartlock up`: the whole system on this machine (--tls-cert/--tls-key: the dashboard in HTTPS)."""
 
     camera: str | None = Field(
@@ -262,6 +263,7 @@ class Plan:
         self.stream_url = f"{self.camera_base}/stream.mjpg"
         self.recognition_url = f"http://127.0.0.1:{ports.recognition}/face-recognition"
         self.door_url = f"http://127.0.0.1:{ports.door}/unlock"
+        self.door_health_url = f"http://127.0.0.1:{ports.door}/health"
         # Under TLS the engine posts its events to a plain-HTTP listener on loopback (the webhook only):
         # the dashboard's certificate names the machine, not 127.0.0.1, and may be self-signed.
         self.hook_port = free_port() if options.tls else None
@@ -275,6 +277,7 @@ class Plan:
             pin=pin if pin is not None else MOCK_PIN, pin_factory="auto" if pin is not None else "mock",
             host="127.0.0.1", port=self.ports.door, secret_file=self.layout.door_secret,
             events_db=self.layout.door_events, lock_delay=self.options.lock_delay,
+            **self.mqtt("mqtt_images"),
         ))
 
     def recognition(self) -> list[str]:
@@ -295,7 +298,15 @@ class Plan:
             door_api_url=self.door_url, door_secret_file=self.layout.door_secret, threshold=threshold,
             log_path=self.layout.log, webhook_url=self.webhook_url,
             webhook_token_file=self.layout.webhook_token,
+            **self.mqtt("mqtt_allow_unlock", "mqtt_unlock_code_file"),
         ))
+
+    def mqtt(self, *leave_out: str) -> dict[str, Any]:
+        """The MQTT settings for a child: files by absolute path (the password never on a command line);
+        the door takes the unlock options, the engine the images one."""
+        values = {name: value.resolve() if isinstance(value, Path) else value
+                  for name, value in self.options.mqtt_values().items() if name not in leave_out}
+        return values if self.options.mqtt_url is not None else {}
 
     def collector(self, threshold: float) -> list[str]:
         return smartlock_command("collect", CollectorSettings(

@@ -18,7 +18,8 @@ router = APIRouter(prefix="/api")
 @router.get("/system")
 def system(d: DashboardDep) -> dict[str, Any]:
     return {"version": __version__, "children": d.system_status(),
-            "settings": d.settings.current.model_dump(), "storage_problem": d.storage.problem}
+            "settings": d.settings.current.model_dump(), "storage_problem": d.storage.problem,
+            "mqtt": d.mqtt_status() if d.mqtt_status is not None else None}
 
 
 @router.get("/calibration")

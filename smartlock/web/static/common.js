@@ -96,9 +96,11 @@ export function shell(active) {
   const refresh = async () => {
     try {
       const system = await api("/api/system");
+      const mqtt = system.mqtt ? [el("span", { class: "part", title: `MQTT broker: ${system.mqtt}` },
+        el("span", { class: `dot ${system.mqtt === "connected" ? "running" : "stopped"}` }), "mqtt")] : [];
       parts.replaceChildren(...system.children.map((child) =>
         el("span", { class: "part", title: `${child.name}: ${child.state}${child.restarts ? `, ${child.restarts} restart(s)` : ""}` },
-          el("span", { class: `dot ${child.state}` }), child.name)));
+          el("span", { class: `dot ${child.state}` }), child.name)), ...mqtt);
     } catch (err) { /* the page shows its own errors */ }
   };
   refresh();

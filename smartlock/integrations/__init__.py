@@ -1,0 +1,1 @@
+"""Integrations with home-automation systems: MQTT and Home Assistant discovery (paho imported lazily)."""
