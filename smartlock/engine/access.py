@@ -11,6 +11,7 @@ camera URL cannot learn it, and verifies every frame's signature with it. A ``?t
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,8 @@ from smartlock.errors import ConfigError
 from smartlock.logs import redact_url
 from smartlock.service import read_secret
 
+logger = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from smartlock.engine.frames import StreamOpener
 
@@ -27,6 +30,9 @@ def recognition_api_key(key_file: Path | None, key: str | None = None) -> str | 
     """The recognition API key: from ``key_file`` (0600) when given, else ``key``, else $SMARTLOCK_API_KEY."""
     if key_file is not None:
         return read_secret(key_file, "recognition API key file")
+    if key:
+        logger.warning("--face-recognition-api-key puts the key on the command line, where every user of "
+                       "this machine can read it (ps, /proc): use --face-recognition-api-key-file FILE")
     return key or os.environ.get(API_KEY_ENV) or None
 
 

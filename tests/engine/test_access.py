@@ -27,12 +27,15 @@ def test_redact_url_masks_token_values_only() -> None:
     assert redact_url("http://cam/stream.mjpg") == "http://cam/stream.mjpg"
 
 
-def test_the_api_key_comes_from_its_file_else_the_flag_else_the_environment(tmp_path, monkeypatch) -> None:
+def test_the_api_key_comes_from_its_file_else_the_flag_else_the_environment(tmp_path, monkeypatch,
+                                                                             caplog) -> None:
     key_file = tmp_path / "api-key"
     write_secret(key_file, "from-file")
     monkeypatch.setenv("SMARTLOCK_API_KEY", "from-env")
     assert recognition_api_key(key_file, "from-flag") == "from-file"
     assert recognition_api_key(None, "from-flag") == "from-flag"
+    assert "use --face-recognition-api-key-file" in caplog.text  # a key on the command line is warned about
+    assert "from-flag" not in caplog.text
     assert recognition_api_key(None, None) == "from-env"
     monkeypatch.delenv("SMARTLOCK_API_KEY")
     assert recognition_api_key(None, None) is None
