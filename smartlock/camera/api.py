@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from smartlock.camera.mjpeg import CONTENT_TYPE
-from smartlock.camera.signing import PROOF_SCHEME, FrameSigner, proof_matches
+from smartlock.camera.signing import PROOF_SCHEME, FrameSigner, proof_matches, viewing_token
 from smartlock.camera.stream import FrameHub
 from smartlock.errors import CameraError
 from smartlock.service import Health, create_api_app
@@ -90,7 +90,8 @@ def proves_token(request: Request, token: str) -> bool:
 
 def authorize(request: Request, token: Annotated[str | None, Depends(camera_token)]) -> None:
     """401 unless the app has no token or the request carries it (or a proof of it)."""
-    allowed = token is None or token_matches(supplied_token(request), token) or proves_token(request, token)
+    allowed = (token is None or token_matches(supplied_token(request), viewing_token(token))
+               or proves_token(request, token))
     if not allowed:
         raise HTTPException(
             401,
@@ -132,7 +133,7 @@ async def page(request: Request, token: Annotated[str | None, Depends(camera_tok
     supplied = supplied_token(request)
     if token is None:
         return HTMLResponse(_page("stream.mjpg", ""))
-    if token_matches(supplied, token):
+    if token_matches(supplied, viewing_token(token)):
         # Only a token that matched is echoed into the page, URL-quoted and HTML-escaped.
         return HTMLResponse(_page(f"stream.mjpg?token={quote(supplied or '', safe='')}", ""))
     return HTMLResponse(_page("stream.mjpg", "This camera needs a token: open this page as /?token=TOKEN."))

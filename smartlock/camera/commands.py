@@ -15,6 +15,8 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 from smartlock.camera.settings import CameraSettings
+from smartlock.camera.signing import viewing_token
+from smartlock.service.secrets import write_secret
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,15 @@ def camera_token(settings: CameraSettings) -> tuple[str | None, Path | None, boo
     path = settings.token_file or default_token_file()
     token, created = ensure_secret(path, what="camera token file")
     return token, path, created
+
+
+def write_viewing_token(token_file: Path | None, secret: str) -> Path | None:
+    """Keep the viewing token (derived from the secret) next to it, 0600, for people to open the stream."""
+    if token_file is None:
+        return None
+    path = token_file.with_name(token_file.name + ".view")
+    write_secret(path, viewing_token(secret))
+    return path
 
 
 def page_url(settings: CameraSettings, token: str) -> str:
@@ -124,12 +135,15 @@ def serve_camera(settings: CameraSettings) -> int:
             "are unsigned, so an engine cannot tell them from a rogue stream's"
         )
     else:
+        viewer_file = write_viewing_token(token_file, token)
         logger.info(
-            "stream and snapshot need the token in %s%s (Authorization: Bearer, X-Token or ?token=); "
-            "every frame is signed with it", token_file, " (created now)" if created else "",
+            "frames are signed with the secret in %s%s (give it to the engine and collector: "
+            "--camera-token-file); people watch with the viewing token in %s (Authorization: Bearer, "
+            "X-Token or ?token=), which cannot sign frames", token_file, " (created now)" if created else "",
+            viewer_file,
         )
         if created:
-            show_token_url(settings, token)
+            show_token_url(settings, viewing_token(token))
     redact_access_log()
     # The hub is stopped as soon as a stop is asked for: uvicorn waits for open responses, and an MJPEG
     # stream never ends by itself.

@@ -9,17 +9,18 @@ the middle) decides which faces the engine sees. Each signed frame carries four 
     X-Frame-Signature: <64 hex digits>    HMAC-SHA256 of "smartlock-frame-v1", the stream id, the
                                           sequence, the timestamp text and the JPEG's SHA-256, one per line
 
-The HMAC key is derived from the camera token (HMAC-SHA256 of the token over a fixed label), so the bearer
-token that opens the stream is never used directly as a MAC key. A reader holding the token drops every
-frame that is unsigned, wrongly signed, stale (more than ``max_age`` seconds from its own clock, either
-way: camera and engine need synchronised clocks) or replayed (a sequence not above the last one it
-accepted on that stream).
+The HMAC key is derived from the camera's secret (HMAC-SHA256 of the secret over a fixed label). People
+watch with a *viewing token* derived from the same secret under another label (``viewing_token``): it
+opens the stream, but cannot sign frames, so a shared viewing link cannot be turned into a forged stream.
+A reader holding the secret drops every frame that is unsigned, wrongly signed, stale (more than
+``max_age`` seconds from its own clock, either way: camera and engine need synchronised clocks) or
+replayed (a sequence not above the last one it accepted on that stream).
 
 A reader must not hand the token itself to whatever answers its camera URL: a rogue server would then
 hold the signing secret. So readers (engine, collector, a relaying camera) open the stream with a proof
 instead, ``Authorization: Smartlock-Proof t=<unix seconds>,n=<nonce>,mac=<hex>``, an HMAC under another
-key derived from the token; the camera accepts it for ``PROOF_MAX_AGE`` seconds. Browsers and scripts can
-still present the token itself (Bearer, X-Token, ?token=).
+key derived from the secret; the camera accepts it for ``PROOF_MAX_AGE`` seconds. Browsers and scripts
+present the viewing token (Bearer, X-Token, ?token=), never the secret.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ logger = logging.getLogger(__name__)
 VERSION = b"smartlock-frame-v1"
 KEY_LABEL = b"smartlock camera frame signing key v1"
 ACCESS_LABEL = b"smartlock camera access proof key v1"
+VIEW_LABEL = b"smartlock camera viewing token v1"
 PROOF_SCHEME = "Smartlock-Proof"
-PROOF_MAX_AGE = 60.0  # seconds a proof opens the camera; a captured one only shows what its sniffer saw
+PROOF_MAX_AGE = 10.0  # seconds a proof opens the camera; a captured one only shows what its sniffer saw
 MAX_AGE = 2.0  # seconds between capture and arrival, either way, before a frame is stale
 MAX_STREAMS = 16  # stream ids whose last sequence a verifier remembers
 
@@ -78,6 +80,13 @@ def derive_key(token: str, label: bytes = KEY_LABEL) -> bytes:
     if not token:
         raise ValueError("an empty token cannot sign frames")
     return hmac.new(token.encode("utf-8"), label, hashlib.sha256).digest()
+
+
+def viewing_token(secret: str) -> str:
+    """The token people and browsers use to watch the camera (``?token=``, Bearer, X-Token), derived from
+    the camera's secret. It opens the stream but cannot sign frames or make access proofs: whoever is
+    only allowed to watch (a browser's history, a shared link) cannot forge a frame the engine accepts."""
+    return hmac.new(secret.encode("utf-8"), VIEW_LABEL, hashlib.sha256).hexdigest()[:40]
 
 
 def _proof_mac(key: bytes, stamp: str, nonce: str) -> str:

@@ -36,7 +36,7 @@ from smartlock.door.events import MAX_PAGE, AuditWriteError
 from smartlock.door.service import DoorService
 from smartlock.errors import AuthError, RelayError
 from smartlock.service import Health
-from smartlock.service.origin import REQUEST_HEADER, same_origin
+from smartlock.service.origin import REQUEST_HEADER, browser_may_be_rebound, same_origin
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +101,10 @@ async def signed_request(
 
 def refuse_browser_request(request: Request) -> None:
     """Refuse an unsigned request a web page on another site could have made (see the module doc)."""
-    if not same_origin(request.scope):
+    if not same_origin(request.scope) or browser_may_be_rebound(request.scope):
         origin = request.headers.get("origin", "")
-        raise Refused(403, f"cross-site request refused: Origin {origin[:100]!r} is not this door")
+        raise Refused(403, f"cross-site request refused: Origin {origin[:100]!r} is not this door "
+                           "(a browser reaches a door by its address)")
     if request.method != "POST" or request.headers.get(REQUEST_HEADER):
         return
     content_type = request.headers.get("content-type")

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from smartlock.docs_ui import is_docs_path
 from smartlock.recognition.schemas import API_KEY_HEADER
 from smartlock.service.limits import content_length, drain
-from smartlock.service.origin import header, same_origin
+from smartlock.service.origin import browser_may_be_rebound, header, same_origin
 from smartlock.service.responses import json_message
 
 __all__ = ["API_KEY_HEADER", "ApiKeyMiddleware", "OriginMiddleware", "UploadTooLarge", "is_open_path",
@@ -80,7 +80,8 @@ class OriginMiddleware:
         self.refused = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") in SAFE_METHODS or same_origin(scope):
+        if scope["type"] != "http" or scope.get("method") in SAFE_METHODS or (
+                same_origin(scope) and not browser_may_be_rebound(scope)):
             await self.app(scope, receive, send)
             return
         origin = header(scope, b"origin") or ""

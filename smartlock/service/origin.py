@@ -9,6 +9,9 @@ ever approves, nor forge ``Origin``.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
+import socket
 from urllib.parse import urlsplit
 
 from starlette.types import Scope
@@ -24,6 +27,40 @@ def same_origin(scope: Scope) -> bool:
         return True
     own = _origin_of(str(scope.get("scheme", "http")), header(scope, b"host") or "")
     return own is not None and _parse_origin(origin) == own
+
+
+def browser_may_be_rebound(scope: Scope) -> bool:
+    """True when a browser sent this request (it carries ``Origin``) to a host *name* this machine does not
+    answer to: DNS rebinding, where an attacker's page points its own name at this machine's address and
+    so passes as same-origin. An IP address, ``localhost`` and this machine's own names are trusted; the
+    parts that use this (a ``--no-auth`` door or recognition server) are reached by address anyway."""
+    if header(scope, b"origin") is None:
+        return False
+    host = _host_name(header(scope, b"host") or "")
+    if host is None:
+        return True
+    try:
+        ipaddress.ip_address(host)
+        return False
+    except ValueError:
+        return host not in own_names()
+
+
+@functools.cache
+def own_names() -> frozenset[str]:
+    """The names this machine answers to without a DNS server's say-so."""
+    # Not getfqdn(): it asks DNS, which may hang, and a name DNS gives is what rebinding abuses anyway.
+    names = {"localhost", socket.gethostname().lower()}
+    names |= {f"{name.split('.')[0]}.local" for name in list(names) if name != "localhost"}
+    return frozenset(name.rstrip(".") for name in names if name)
+
+
+def _host_name(host: str) -> str | None:
+    try:
+        name = urlsplit(f"//{host}").hostname
+    except ValueError:
+        return None
+    return name.lower().rstrip(".") if name else None
 
 
 def header(scope: Scope, name: bytes) -> str | None:

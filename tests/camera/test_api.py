@@ -21,6 +21,7 @@ import pytest
 
 from smartlock.camera.api import create_app
 from smartlock.camera.mjpeg import iter_multipart, part_timestamp
+from smartlock.camera.signing import viewing_token
 from smartlock.camera.sources import ImageFolderSource, VideoFileSource
 from smartlock.camera.stream import FrameHub
 from tests.camera.media import PALETTE, decode, jpeg_bytes, nearest_color, solid_image, stream_parts
@@ -232,34 +233,38 @@ def token_url(video_hub: FrameHub) -> Iterator[str]:
         yield url
 
 
+VIEW = viewing_token("s3cret-token")  # what people watch with; the secret itself signs frames
+
+
 def test_token_is_required_for_frames_but_not_for_health(token_url: str) -> None:
     with httpx.Client(base_url=token_url, timeout=10) as client:
         for path in ("/snapshot.jpg", "/stream.mjpg"):
             for headers, params in [
                 ({}, {}),
                 ({"Authorization": "Bearer wrong"}, {}),
-                ({"X-Token": "s3cret-toke"}, {}),
-                ({}, {"token": "s3cret-token-and-more"}),
+                ({"X-Token": VIEW[:-1]}, {}),
+                ({}, {"token": VIEW + "-and-more"}),
+                ({"Authorization": "Bearer s3cret-token"}, {}),  # the signing secret is no viewing token
             ]:
                 refused = client.get(path, headers=headers, params=params)
                 assert refused.status_code == 401, (path, headers, params)
                 assert "token" in refused.json()["message"]
                 assert refused.headers["www-authenticate"].startswith("Bearer")
         for headers, params in [
-            ({"Authorization": "Bearer s3cret-token"}, {}),
-            ({"X-Token": "s3cret-token"}, {}),
-            ({}, {"token": "s3cret-token"}),
+            ({"Authorization": f"Bearer {VIEW}"}, {}),
+            ({"X-Token": VIEW}, {}),
+            ({}, {"token": VIEW}),
         ]:
             snapshot = client.get("/snapshot.jpg", headers=headers, params=params)
             assert snapshot.status_code == 200 and decode(snapshot.content).shape == (240, 320, 3)
         assert client.get("/health").status_code == 200
         page = client.get("/")
         assert "s3cret" not in page.text and "needs a token" in page.text
-        page = client.get("/", params={"token": "s3cret-token"})
-        assert 'src="stream.mjpg?token=s3cret-token"' in page.text
+        page = client.get("/", params={"token": VIEW})
+        assert f'src="stream.mjpg?token={VIEW}"' in page.text
         wrong = client.get("/", params={"token": '"><script>alert(1)</script>'})
         assert "<script>alert" not in wrong.text
-    frames = read_with_opencv(f"{token_url}/stream.mjpg?token=s3cret-token", 3)
+    frames = read_with_opencv(f"{token_url}/stream.mjpg?token={VIEW}", 3)
     assert frames[0].shape == (240, 320, 3)
 
 

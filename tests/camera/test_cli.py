@@ -17,7 +17,7 @@ from smartlock.camera.api import create_app
 from smartlock.camera.commands import camera_token, page_url, read_token, show_token_url
 from smartlock.camera.mjpeg import part_timestamp
 from smartlock.camera.settings import CameraSettings
-from smartlock.camera.signing import BAD_SIGNATURE, FrameVerifier
+from smartlock.camera.signing import BAD_SIGNATURE, FrameVerifier, viewing_token
 from smartlock.camera.sources import UrlSource
 from smartlock.camera.stream import FrameHub
 from smartlock.cli import main
@@ -128,11 +128,13 @@ def test_relay_passes_frames_through_and_survives_its_upstream_restarting(video_
         hub = FrameHub(source, backoff=(0.1, 0.5))
         with (
             uvicorn_server(create_app(hub, token="relay-own"), health_path="/health") as relay,
-            httpx.Client(timeout=10, headers={"X-Token": "relay-own"}) as client,
+            httpx.Client(timeout=10, headers={"X-Token": viewing_token("relay-own")}) as client,
         ):
             with ThreadPoolExecutor(2) as pool:
-                upstream_frames = pool.submit(collect, f"{upstream_url}/stream.mjpg?token=relay-me", 1.5)
-                relayed_frames = pool.submit(collect, f"{relay}/stream.mjpg?token=relay-own", 1.5)
+                upstream_frames = pool.submit(
+                    collect, f"{upstream_url}/stream.mjpg?token={viewing_token('relay-me')}", 1.5)
+                relayed_frames = pool.submit(
+                    collect, f"{relay}/stream.mjpg?token={viewing_token('relay-own')}", 1.5)
                 upstream_frames, relayed_frames = upstream_frames.result(), relayed_frames.result()
             common = set(upstream_frames) & set(relayed_frames)
             assert len(common) >= 5, "the relay does not keep the camera's capture timestamps"
@@ -203,7 +205,8 @@ def test_the_camera_serves_https_and_the_engine_reads_it_signed(
         token = read_token(token_file)
         with httpx.Client(base_url=base, verify=trusted, timeout=10) as client:
             assert client.get("/snapshot.jpg").status_code == 401
-            snapshot = client.get("/snapshot.jpg", headers={"Authorization": f"Bearer {token}"})
+            viewer = {"Authorization": f"Bearer {viewing_token(token)}"}
+            snapshot = client.get("/snapshot.jpg", headers=viewer)
             assert snapshot.status_code == 200 and decode(snapshot.content).shape == (240, 320, 3)
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # how the engine trusts a self-signed camera
         url = f"{base}/stream.mjpg"

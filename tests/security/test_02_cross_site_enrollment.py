@@ -79,6 +79,10 @@ def test_a_no_auth_server_still_refuses_other_sites(photo: bytes, tmp_path: Path
         assert service.key is None
         refused = form_post(service, EVIL, photo)
         assert refused.status_code == 403, refused.text
+        # DNS rebinding: the attacker's name points at this server, so its page's Origin matches Host
+        rebound = form_post(service, "http://rebind.evil.example", photo,
+                            headers={"Host": "rebind.evil.example"})
+        assert rebound.status_code == 403, rebound.text
         assert people(service) == {"people": []}
         # without Origin (curl, the seed's engine) the open server answers as it always did
         plain = httpx.post(f"{service.url}/people/alice/images", files={"images": ("a.jpg", photo)},

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from smartlock.camera.signing import FrameVerifier
+from smartlock.camera.signing import FrameVerifier, viewing_token
 from smartlock.service import read_secret
 from tests.camera.media import stream_parts, write_video
 from tests.support import LOOPBACK, free_port, service_process, wait_for
@@ -54,8 +54,12 @@ def test_a_default_camera_shows_nothing_without_its_token(camera: tuple[str, Pat
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
     token = read_secret(token_file)
-    guesses = [({}, {}), ({"Authorization": "Bearer guess"}, {}), ({"X-Token": token[:-1]}, {}),
-               ({}, {"token": token + "x"}), ({"Authorization": f"Basic {token}"}, {}), ({}, {"token": ""})]
+    view_file = data / "camera" / "token.view"
+    view = read_secret(view_file)  # what people watch with (it cannot sign frames)
+    assert view == viewing_token(token) and stat.S_IMODE(view_file.stat().st_mode) == 0o600
+    guesses = [({}, {}), ({"Authorization": "Bearer guess"}, {}), ({"X-Token": view[:-1]}, {}),
+               ({}, {"token": view + "x"}), ({"Authorization": f"Basic {view}"}, {}), ({}, {"token": ""}),
+               ({"Authorization": f"Bearer {token}"}, {})]  # the signing secret opens nothing by itself
     with httpx.Client(base_url=base, timeout=10) as client:
         for path in ("/stream.mjpg", "/snapshot.jpg"):
             for headers, params in guesses:
@@ -68,19 +72,19 @@ def test_a_default_camera_shows_nothing_without_its_token(camera: tuple[str, Pat
         page = client.get("/")
         assert page.status_code == 200 and "needs a token" in page.text and token not in page.text
 
-        # the same camera with its token: frames, each signed with it
-        snapshot = client.get("/snapshot.jpg", headers={"Authorization": f"Bearer {token}"})
+        # the same camera with its viewing token: frames, each signed with the secret
+        snapshot = client.get("/snapshot.jpg", headers={"Authorization": f"Bearer {view}"})
         assert snapshot.status_code == 200 and snapshot.content.startswith(JPEG_SOI)
         signed = {name.lower(): value for name, value in snapshot.headers.items()}
         assert FrameVerifier(token).check(signed, snapshot.content) is None
-        assert client.get("/snapshot.jpg", params={"token": token}).status_code == 200
-        parts = stream_parts(client, f"{base}/stream.mjpg?token={token}", 3)
+        assert client.get("/snapshot.jpg", params={"token": view}).status_code == 200
+        parts = stream_parts(client, f"{base}/stream.mjpg?token={view}", 3)
         assert [FrameVerifier(token, max_age=60).check(*part) for part in parts] == [None] * 3
 
     wait_for(lambda: "/stream.mjpg?token=***" in log.read_text(), what="the access log line of the stream")
     text = log.read_text()
     assert str(token_file) in text and "created now" in text  # where the token is, never what it is
-    assert token not in text
+    assert token not in text and view not in text
 
 
 def test_the_token_file_is_kept_across_restarts(video: Path, tmp_path: Path) -> None:
@@ -89,7 +93,7 @@ def test_the_token_file_is_kept_across_restarts(video: Path, tmp_path: Path) -> 
         token = read_secret(tmp_path / "data" / "camera" / "token")
     base, log, process = start_camera(video, tmp_path)
     with process, httpx.Client(base_url=base, timeout=10) as client:
-        assert client.get("/snapshot.jpg", headers={"X-Token": token}).status_code == 200
+        assert client.get("/snapshot.jpg", headers={"X-Token": viewing_token(token)}).status_code == 200
         assert refused(client.get("/snapshot.jpg"))
     assert read_secret(tmp_path / "data" / "camera" / "token") == token
     assert "created now" in first_log.read_text() and "created now" not in log.read_text()

@@ -41,6 +41,13 @@ ATTACKS = [
     ("look-alike origin", "POST", "/unlock", lambda own: {"Origin": own + ".evil.example"}, b"", 403),
     ("body-less POST /lock", "POST", "/lock", lambda own: {}, b"", 403),
     ("reading /status from a page", "GET", "/status", lambda own: {"Origin": EVIL}, b"", 403),
+    # DNS rebinding: the attacker's name now points at the door, so its page is "same-origin"
+    ("rebound name, JSON", "POST", "/unlock",
+     lambda own: {"Host": "rebind.evil.example", "Origin": "http://rebind.evil.example",
+                  "Content-Type": "application/json"}, b"{}", 403),
+    ("rebound name, custom header", "POST", "/unlock",
+     lambda own: {"Host": "rebind.evil.example", "Origin": "http://rebind.evil.example",
+                  "X-Smartlock-Request": "1"}, b"", 403),
 ]
 
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from smartlock.recognition.api import create_app
-from smartlock.service.origin import same_origin
+from smartlock.service.origin import browser_may_be_rebound, same_origin
 from tests.recognition_api.fakes import FakeRecognizer
 from tests.recognition_api.media import solid_jpeg
 from tests.support import uvicorn_server
@@ -83,3 +83,31 @@ def test_openapi_documents_the_refusal() -> None:
     assert "403" in paths["/people/{name}/images"]["post"]["responses"]
     assert "403" in paths["/people/{name}"]["delete"]["responses"]
     assert "403" not in paths["/people"]["get"]["responses"]
+
+
+def rebinding_scope(host: str, origin: str | None) -> dict:
+    headers = [(b"host", host.encode())] + ([(b"origin", origin.encode())] if origin else [])
+    return {"type": "http", "scheme": "http", "headers": headers}
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "rebound"),
+    [
+        ("attacker.example", "http://attacker.example", True),  # rebinding: same-origin, foreign name
+        ("door.evil.example:8080", "http://door.evil.example:8080", True),
+        ("192.168.1.20", "http://192.168.1.20", False),  # a browser on the door's own address
+        ("[::1]:8080", "http://[::1]:8080", False),
+        ("localhost:80", "http://localhost", False),
+        ("attacker.example", None, False),  # no browser: curl, the engine, the dashboard's client
+    ],
+)
+def test_browser_requests_to_a_foreign_host_name_are_rebinding(host: str, origin: str | None,
+                                                                rebound: bool) -> None:
+    assert browser_may_be_rebound(rebinding_scope(host, origin)) is rebound
+
+
+def test_this_machines_own_name_is_trusted() -> None:
+    import socket
+
+    name = socket.gethostname()
+    assert browser_may_be_rebound(rebinding_scope(f"{name}:80", f"http://{name}")) is False
