@@ -67,7 +67,13 @@ def write_viewing_token(token_file: Path | None, secret: str) -> Path | None:
     if token_file is None:
         return None
     path = token_file.with_name(token_file.name + ".view")
-    write_secret(path, viewing_token(secret))
+    try:
+        if not path.exists() or path.read_text(encoding="utf-8").strip() != viewing_token(secret):
+            write_secret(path, viewing_token(secret))
+    except OSError as err:  # e.g. a read-only /etc under systemd: the camera serves all the same
+        logger.warning("cannot keep the viewing token in %s (%s): the camera serves all the same; run it "
+                       "once where that folder is writable to get the file", path, err.strerror or err)
+        return None
     return path
 
 

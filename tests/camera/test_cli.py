@@ -216,3 +216,19 @@ def test_the_camera_serves_https_and_the_engine_reads_it_signed(
     finally:
         stop_process(process)
     assert token not in (tmp_path / "camera.log").read_text()
+
+
+def test_a_read_only_secret_folder_costs_only_the_viewing_token_file(tmp_path, caplog, monkeypatch) -> None:
+    import errno
+
+    from smartlock.camera import commands
+
+    secret = tmp_path / "camera-token"
+    secret.write_text("s3cret\n")
+
+    def read_only(path, value):  # as /etc under systemd's ProtectSystem=strict
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(commands, "write_secret", read_only)
+    assert commands.write_viewing_token(secret, "s3cret") is None
+    assert "cannot keep the viewing token" in caplog.text and "s3cret" not in caplog.text
