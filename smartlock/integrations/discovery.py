@@ -88,8 +88,9 @@ def lock_config(door: str, *, allow_unlock: bool, with_code: bool) -> tuple[str,
     if allow_unlock:
         config["payload_open"] = "OPEN"
     if with_code:
-        config["code_format"] = r"^\S{1,64}$"
-        config["command_template"] = '{"action": "{{ value }}", "code": "{{ code }}"}'
+        config["code_format"] = r"^\S{6,64}$"
+        # tojson: a code with " or \\ still makes valid JSON (and cannot add keys)
+        config["command_template"] = '{"action": {{ value | tojson }}, "code": {{ code | tojson }}}'
     return config_topic("lock", door, "lock"), config
 
 

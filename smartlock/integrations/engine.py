@@ -13,6 +13,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ import numpy as np
 
 from smartlock.fileio import atomic_write
 from smartlock.integrations.discovery import engine_configs
+from smartlock.integrations.limits import Clock, TokenBucket
 from smartlock.integrations.mqtt import MqttLink
 from smartlock.integrations.settings import MqttSettings
 
 logger = logging.getLogger(__name__)
 
+SWITCH_RATE, SWITCH_PER = 10, 10.0  # switch commands per seconds; the excess is dropped (OFF while ON never)
 EVENT_NAMES = {"unlocked": "unlocked", "recognised": "recognised", "refused-unknown": "refused_unknown"}
 
 
@@ -32,9 +35,10 @@ class EngineMqtt:
     """An EventSink (emit/close) that publishes to MQTT, and the face-unlock switch (``face_unlock()``)."""
 
     def __init__(self, settings: MqttSettings, link: MqttLink | None = None,
-                 state_file: Path | None = None) -> None:
+                 state_file: Path | None = None, *, clock: Clock = time.monotonic) -> None:
         self.settings = settings
-        self.link = link or MqttLink(settings, "engine")
+        self.link = link or MqttLink(settings, "engine", clock=clock)
+        self.bucket = TokenBucket(SWITCH_RATE, SWITCH_PER, clock)
         self.topics = self.link.topics
         self._state_file = state_file
         self._enabled = self._saved_state()
@@ -107,6 +111,15 @@ class EngineMqtt:
             logger.warning("MQTT: retained command on %s ignored", topic)
             return
         value = payload.strip().upper()
+        urgent = value == b"OFF" and self._enabled  # turning face unlock off is never rate-limited
+        if not urgent and not self.bucket.take():
+            if self.bucket.in_burst == 1:
+                logger.warning("MQTT: face-unlock command flood on %s: more than %d in %.0f s, the rest "
+                               "dropped until it stops", topic, SWITCH_RATE, SWITCH_PER)
+            return
+        ended = self.bucket.end_burst()
+        if ended:
+            logger.warning("MQTT: face-unlock command flood over: %d command(s) dropped", ended)
         if value not in (b"ON", b"OFF"):
             logger.warning("MQTT: malformed face-unlock command on %s ignored: %r", topic, payload[:64])
             return

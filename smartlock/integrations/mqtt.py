@@ -13,6 +13,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,12 @@ logger = logging.getLogger(__name__)
 
 MAX_QUEUE = 1000
 MAX_PAYLOAD = 256  # bytes: a command or switch payload longer than this is ignored
+MAX_PACKET = 4096  # bytes: MQTT 5 Maximum Packet Size we ask for; the broker drops bigger packets for us
+MAX_STATUS = 16  # bytes: a homeassistant/status payload longer than this is ignored
+HA_ONLINE_EVERY = 10.0  # s: at most one re-announcement per this many seconds on homeassistant/status
+OVERSIZE_LOG_EVERY = 60.0  # s: oversized payloads are counted, and logged at most this often
 RECONNECT_MIN, RECONNECT_MAX = 1, 30
+MQTT_ERR_QUEUE_SIZE = 15  # paho.mqtt.enums.MQTTErrorCode (paho is imported lazily)
 
 Handler = Callable[[str, bytes, bool], None]  # topic, payload, retained
 
@@ -42,7 +48,8 @@ class Message:
 class MqttLink:
     """One connection to the broker for one part (``part``: "door" or "engine")."""
 
-    def __init__(self, settings: MqttSettings, part: str, *, max_queue: int = MAX_QUEUE) -> None:
+    def __init__(self, settings: MqttSettings, part: str, *, max_queue: int = MAX_QUEUE,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         from smartlock.integrations.discovery import Topics
 
         broker = settings.broker
@@ -55,7 +62,14 @@ class MqttLink:
         self._password = (None if settings.mqtt_password_file is None
                           else read_secret(settings.mqtt_password_file, "MQTT password file"))
         self._ca_file = settings.mqtt_ca_file
+        self._max_queue = max_queue
         self._queue: queue.Queue[Message | None] = queue.Queue(max_queue)
+        self.clock = clock
+        self._last_ha_online = float("-inf")
+        self.oversized = 0  # payloads ignored for their size
+        self._oversize_logged = float("-inf")
+        self.ha_online_ignored = 0  # homeassistant/status "online" within HA_ONLINE_EVERY of the last one
+        self.ha_online_announced = 0  # ... and the ones that re-announced
         self._handlers: dict[str, Handler] = {}
         self._on_connect: list[Callable[[], None]] = []
         self._connected = threading.Event()
@@ -108,6 +122,8 @@ class MqttLink:
     def start(self) -> MqttLink:
         """Start connecting in the background (returns at once, broker up or not)."""
         import paho.mqtt.client as paho
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
 
         # MQTT 5: subscriptions with retain-as-published, so a retained command is seen as retained even
         # when it is published while we are subscribed (3.1.1 clears the flag then)
@@ -119,13 +135,16 @@ class MqttLink:
             client.tls_set(ca_certs=str(self._ca_file) if self._ca_file else None)
         client.will_set(self.availability, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(RECONNECT_MIN, RECONNECT_MAX)
+        client.max_queued_messages_set(self._max_queue)  # paho's own outgoing queue, unbounded by default
         client.on_connect = self._connected_cb
         client.on_disconnect = self._disconnected_cb
         client.on_connect_fail = self._connect_failed_cb
         client.on_message = self._message_cb
         client.on_subscribe = lambda *args: self._subscribed.set()
         self._client = client
-        client.connect_async(self.broker.host, self.broker.port, keepalive=30)
+        connect = Properties(PacketTypes.CONNECT)
+        connect.MaximumPacketSize = MAX_PACKET  # the broker does not even send us bigger packets
+        client.connect_async(self.broker.host, self.broker.port, keepalive=30, properties=connect)
         client.loop_start()
         self._sender = threading.Thread(target=self._send_loop, name=f"mqtt-{self.part}", daemon=True)
         self._sender.start()
@@ -197,24 +216,42 @@ class MqttLink:
 
     def _message_cb(self, client: Any, userdata: Any, message: Any) -> None:
         topic = str(message.topic)
+        size = len(message.payload)  # before any copy
         if topic == HA_STATUS_TOPIC:
-            if bytes(message.payload).strip() == ONLINE.encode():
-                logger.info("MQTT: Home Assistant is online: discovery sent again")
-                self._run_on_connect()
+            if size <= MAX_STATUS and bytes(message.payload).strip() == ONLINE.encode():
+                self._ha_online()
             return
         handler = self._handlers.get(topic)
         if handler is None:
             logger.warning("MQTT: message on unexpected topic %r ignored", topic[:200])
             return
-        payload = bytes(message.payload)
-        if len(payload) > MAX_PAYLOAD:
-            logger.warning("MQTT: %d-byte payload on %s ignored (at most %d)", len(payload), topic,
-                           MAX_PAYLOAD)
+        if size > MAX_PAYLOAD:
+            self._oversize(size, topic)
             return
         try:
-            handler(topic, payload, bool(message.retain))
+            handler(topic, bytes(message.payload), bool(message.retain))
         except Exception:
             logger.exception("MQTT: handling a message on %s failed", topic)
+
+    def _ha_online(self) -> None:
+        now = self.clock()
+        if now - self._last_ha_online < HA_ONLINE_EVERY:
+            self.ha_online_ignored += 1
+            logger.debug("MQTT: Home Assistant online again within %.0f s: not announced again",
+                         HA_ONLINE_EVERY)
+            return
+        self._last_ha_online = now
+        self.ha_online_announced += 1
+        logger.info("MQTT: Home Assistant is online: discovery sent again")
+        self._run_on_connect()
+
+    def _oversize(self, size: int, topic: str) -> None:
+        self.oversized += 1
+        now = self.clock()
+        if now - self._oversize_logged >= OVERSIZE_LOG_EVERY:
+            self._oversize_logged = now
+            logger.warning("MQTT: %d-byte payload on %s ignored (at most %d; %d ignored so far, logged at "
+                           "most every %.0f s)", size, topic, MAX_PAYLOAD, self.oversized, OVERSIZE_LOG_EVERY)
 
     def _send_loop(self) -> None:
         while True:
@@ -225,6 +262,13 @@ class MqttLink:
                 if self._stopping.is_set():
                     return
             try:
-                self._client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+                info = self._client.publish(message.topic, message.payload, qos=message.qos,
+                                            retain=message.retain)
             except (RuntimeError, ValueError) as err:
                 logger.warning("MQTT: %s not published: %s", message.topic, err)
+                continue
+            if info.rc == MQTT_ERR_QUEUE_SIZE:  # paho's own queue full (max_queued_messages_set)
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 100 == 0:
+                    logger.warning("MQTT: %s not published (%s): %d message(s) dropped so far",
+                                   message.topic, info.rc, self.dropped)

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from smartlock.config import PartSettings
 
-DOOR_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+DOOR_NAME_PATTERN = r"^[a-z0-9_]{1,64}$"  # its own slug: no two names share topics or unique ids
 MQTT_FLAGS = ("mqtt_url", "mqtt_ca_file", "mqtt_password_file", "mqtt_allow_unlock", "mqtt_unlock_code_file",
               "mqtt_images", "door_name")
 
@@ -57,16 +57,28 @@ class MqttSettings(PartSettings):
     mqtt_ca_file: Path | None = Field(None, description="CA certificate (PEM) of an mqtts:// broker")
     mqtt_password_file: Path | None = Field(None, description="the MQTT user's password, in a 0600 file")
     mqtt_allow_unlock: bool = Field(
-        False, description="obey UNLOCK/OPEN from MQTT (anyone who can publish to the broker can open)",
+        False, description="obey UNLOCK/OPEN from MQTT, with the code of --mqtt-unlock-code-file (needs it)",
     )
     mqtt_unlock_code_file: Path | None = Field(
-        None, description="0600 file holding a code Home Assistant must send with UNLOCK/OPEN",
+        None,
+        description="0600 file holding a code (6+ characters) Home Assistant must send with UNLOCK/OPEN",
     )
     mqtt_images: bool = Field(
         False, description="publish the last unlock frame as a Home Assistant image (faces: personal data)",
     )
-    door_name: str = Field("door", pattern=DOOR_NAME_PATTERN,
-                           description="this door's name in MQTT topics and Home Assistant")
+    door_name: str = Field("door", max_length=64,
+                           description="this door's name in MQTT topics and Home Assistant: lower-case "
+                                       "letters, digits and _")
+
+    @field_validator("door_name")
+    @classmethod
+    def _door_name(cls, value: str) -> str:
+        if not re.fullmatch(DOOR_NAME_PATTERN, value):
+            suggestion = slug(value)[:64].strip("_") or "door"
+            raise ValueError(f"{value!r} must be 1-64 lower-case letters, digits or _ (names that differ "
+                             f"only by case or -/_ would share topics in Home Assistant): e.g. "
+                             f"{suggestion!r}")
+        return value
 
     @field_validator("mqtt_url")
     @classmethod
@@ -77,6 +89,10 @@ class MqttSettings(PartSettings):
 
     @model_validator(mode="after")
     def _mqtt_consistent(self) -> Self:
+        if self.mqtt_allow_unlock and self.mqtt_unlock_code_file is None:
+            raise ValueError("--mqtt-allow-unlock needs --mqtt-unlock-code-file: without a code anyone who "
+                             "can publish to the broker opens the door; put a code of 6+ characters in a "
+                             "0600 file (smartlock reads it) and give the same code in Home Assistant")
         if self.mqtt_url is None:
             return self
         broker = parse_mqtt_url(self.mqtt_url)

@@ -41,7 +41,7 @@ def test_payloads_meet_home_assistant_requirements() -> None:
     assert len({config["unique_id"] for _, config in configs}) == 4
     lock = configs[0][1]
     assert lock["payload_open"] == "OPEN" and "code_format" in lock
-    assert "{{ code }}" in lock["command_template"]
+    assert "{{ code | tojson }}" in lock["command_template"]
     assert lock["state_locked"] == "LOCKED" and lock["state_jammed"] == "JAMMED"
     event = configs[1][1]
     assert event["event_types"] == ["unlocked", "recognised", "refused_unknown"]

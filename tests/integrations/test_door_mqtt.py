@@ -13,19 +13,31 @@ from smartlock.integrations.settings import MqttSettings
 from smartlock.service import write_secret
 from tests.door.helpers import DoorServer, door_server, levels
 from tests.integrations.conftest import Mosquitto, Recorder
-from tests.support import wait_for
+from tests.support import ManualClock, wait_for
 
 STATE = "smartlock/front/state"
 COMMAND = "smartlock/front/set"
 
 
+CODE = "471108"
+
+
+def code_file(tmp_path: Path, code: str = CODE) -> Path:
+    path = tmp_path / "mqtt-code"
+    write_secret(path, code)
+    return path
+
+
 @contextlib.contextmanager
-def mqtt_door(tmp_path: Path, broker: Mosquitto, lock_delay: float = 0.3,
+def mqtt_door(tmp_path: Path, broker: Mosquitto, lock_delay: float = 0.3, clock: ManualClock | None = None,
               **mqtt: object) -> Iterator[tuple[DoorServer, DoorMqtt]]:
+    if mqtt.get("mqtt_allow_unlock") and "mqtt_unlock_code_file" not in mqtt:
+        mqtt["mqtt_unlock_code_file"] = code_file(tmp_path)
     with door_server(tmp_path, lock_delay=lock_delay) as door:
         door.pin.clear_states()  # the pin's history from here: a test sees any move MQTT caused
         bridge = DoorMqtt(door.app.state.service,
-                          MqttSettings(mqtt_url=broker.url, door_name="front", **mqtt)).start()
+                          MqttSettings(mqtt_url=broker.url, door_name="front", **mqtt),
+                          clock=clock or ManualClock()).start()
         try:
             wait_for(lambda: bridge.link.ready, what="the door connected to the broker")
             yield door, bridge
@@ -43,10 +55,24 @@ def audit(door: DoorServer, action: str, outcome: str) -> list[dict]:
 
 def send_sentinel_lock(door: DoorServer, recorder: Recorder) -> None:
     """Publish a LOCK after the messages under test and wait until the door audited it: messages on one
-    topic arrive in order, so everything before it has been handled."""
+    topic arrive in order, so everything before it has been handled (the clock of the bridge must leave
+    the command bucket a token)."""
     before = len(audit(door, "lock", "accepted"))
     recorder.publish(COMMAND, "LOCK")
     wait_for(lambda: len(audit(door, "lock", "accepted")) > before, what="the sentinel LOCK")
+
+
+def send_and_wait(bridge: DoorMqtt, recorder: Recorder, payloads: list[str | bytes],
+                  topic: str = COMMAND) -> None:
+    """Publish ``payloads`` then a sentinel LOCK on the command topic, and wait until the bridge has seen
+    all of them (handled counts dropped and refused commands too): nothing is left in flight."""
+    target = bridge.handled + len(payloads) + (1 if topic == COMMAND else 0) + 1
+    for payload in payloads:
+        recorder.publish(topic, payload)
+    if topic != COMMAND:
+        target -= 1
+    recorder.publish(COMMAND, "LOCK")
+    wait_for(lambda: bridge.handled >= target, what="the sentinel command handled")
 
 
 def test_signed_unlock_publishes_locked_unlocked_locked(tmp_path, broker, recorder) -> None:
@@ -83,27 +109,29 @@ def test_lock_command_locks(tmp_path, broker, recorder) -> None:
 
 
 def test_unlock_refused_unless_allowed(tmp_path, broker, recorder) -> None:
-    with mqtt_door(tmp_path, broker) as (door, _):
+    with mqtt_door(tmp_path, broker) as (door, bridge):
         door.pin.clear_states()
         for payload in ("UNLOCK", "OPEN", '{"action": "UNLOCK"}'):
             recorder.publish(COMMAND, payload)
         send_sentinel_lock(door, recorder)
         assert levels(door.pin) in ([], [True]), door.pin.states  # never unlocked
-        assert len(audit(door, "unlock", "refused")) == 3
+        refused = audit(door, "unlock", "refused")  # the first audited, the other two folded
+        assert [row["reason"] for row in refused] == ["MQTT unlock not allowed"]
+        assert bridge.refused == 3
         assert not audit(door, "unlock", "accepted")
+        bridge.flush_refusals(force=True)
+        assert audit(door, "unlock", "refused")[0]["reason"] == "2 more MQTT unlock(s) refused"
 
 
 def test_allowed_unlock_with_code(tmp_path, broker, recorder) -> None:
-    code = tmp_path / "code"
-    write_secret(code, "4711")
-    with mqtt_door(tmp_path, broker, mqtt_allow_unlock=True, mqtt_unlock_code_file=code) as (door, _):
+    with mqtt_door(tmp_path, broker, mqtt_allow_unlock=True) as (door, _):
         door.pin.clear_states()
         recorder.publish(COMMAND, "UNLOCK")  # no code
-        recorder.publish(COMMAND, '{"action": "UNLOCK", "code": "1234"}')
+        recorder.publish(COMMAND, '{"action": "UNLOCK", "code": "123456"}')
         send_sentinel_lock(door, recorder)
         assert False not in levels(door.pin)
-        assert len(audit(door, "unlock", "refused")) == 2
-        recorder.publish(COMMAND, '{"action": "UNLOCK", "code": "4711"}')
+        assert len(audit(door, "unlock", "refused")) == 1  # the second folded
+        recorder.publish(COMMAND, f'{{"action": "UNLOCK", "code": "{CODE}"}}')
         wait_for(lambda: audit(door, "unlock", "accepted"), what="the coded unlock")
         assert False in levels(door.pin)
         assert audit(door, "unlock", "accepted")[0]["source"] == "mqtt"
@@ -119,7 +147,8 @@ def test_retained_unlock_ignored(tmp_path, broker, recorder) -> None:
 
 
 def test_malformed_payloads_ignored(tmp_path, broker, recorder) -> None:
-    with mqtt_door(tmp_path, broker, mqtt_allow_unlock=True) as (door, _):
+    clock = ManualClock()
+    with mqtt_door(tmp_path, broker, mqtt_allow_unlock=True, clock=clock) as (door, _):
         door.pin.clear_states()
         bad = [b"unlock", b"UNLOCK ME", b"\xff\xfe", b"{", b"[]", b'{"action": "UNLOCK", "extra": 1}',
                b'{"action": 1}', b'{"action": "UNLOCK", "code": 5}', b"UNLOCK" + b" " * 300,
@@ -128,6 +157,7 @@ def test_malformed_payloads_ignored(tmp_path, broker, recorder) -> None:
             recorder.publish(COMMAND, payload)
         recorder.publish("smartlock/front/set/extra", "UNLOCK")
         recorder.publish("smartlock/other/set", "UNLOCK")
+        clock.advance(60)  # the bucket full again: the sentinel passes
         send_sentinel_lock(door, recorder)
         assert False not in levels(door.pin)
         assert not audit(door, "unlock", "accepted")

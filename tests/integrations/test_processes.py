@@ -59,8 +59,11 @@ def test_door_process_publishes_and_survives_the_broker(tmp_path, broker, record
 def test_up_passes_mqtt_to_door_and_engine_by_file(tmp_path: Path) -> None:
     password = tmp_path / "mqtt-password"
     write_secret(password, "hunter2-mqtt")
+    code = tmp_path / "mqtt-code"
+    write_secret(code, "271828")
     options = UpSettings(mqtt_url="mqtt://ha@192.0.2.1:1884", mqtt_password_file=password,
-                         mqtt_allow_unlock=True, mqtt_images=True, door_name="hall", data_dir=tmp_path)
+                         mqtt_allow_unlock=True, mqtt_unlock_code_file=code, mqtt_images=True,
+                         door_name="hall", data_dir=tmp_path)
     plan = Plan(options, DataLayout(tmp_path), Ports.pick(), "video.mp4")
     door, engine = plan.door(), plan.engine(0.8)
     for argv in (door, engine):
@@ -69,6 +72,7 @@ def test_up_passes_mqtt_to_door_and_engine_by_file(tmp_path: Path) -> None:
         assert argv[argv.index("--door-name") + 1] == "hall"
         assert "hunter2-mqtt" not in " ".join(argv)
     assert "--mqtt-allow-unlock" in door and "--mqtt-images" not in door
+    assert door[door.index("--mqtt-unlock-code-file") + 1] == str(code.resolve())
     assert "--mqtt-images" in engine and "--mqtt-allow-unlock" not in engine
     plain = Plan(UpSettings(data_dir=tmp_path), DataLayout(tmp_path), Ports.pick(), "video.mp4")
     assert not [arg for arg in plain.door() + plain.engine(0.8) if arg.startswith("--mqtt")]
