@@ -36,6 +36,13 @@ def dataset(root: Path) -> tuple[dict[str, list[Path]], list[Path]]:
     return people, strangers
 
 
+def split_people(names: list[str]) -> tuple[list[str], list[str]]:
+    """The tune / report halves of the people, as accuracy.py --holdout uses them: even positions of the
+    sorted names (A) to tune on, odd positions (B) to report on."""
+    ordered = sorted(names)
+    return ordered[0::2], ordered[1::2]
+
+
 def installed_backends(wanted: list[str] | None = None) -> list[str]:
     names = wanted or list(BACKENDS)
     usable = []
@@ -126,5 +133,6 @@ class EmbeddingCache:
 
 def _options(backend: Backend) -> dict:
     """Settings that change embeddings (so a cache made with other settings is not reused)."""
-    keys = ("detection_size", "min_detection_size", "detection_threshold", "min_face", "upsample", "version")
+    keys = ("detection_size", "min_detection_size", "detection_threshold", "min_face", "upsample", "version",
+            "prelu_rewritten")
     return {k: getattr(backend, k) for k in keys if hasattr(backend, k)}

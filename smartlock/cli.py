@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "smartlock.recognition.serve_command",
     "smartlock.recognition.commands",
     "smartlock.engine.commands",
+    "smartlock.engine.combined",
     "smartlock.door.commands",
     "smartlock.camera.commands",
     "smartlock.web.commands",

@@ -162,7 +162,7 @@ async def stream(hub: Hub) -> StreamingResponse:
     dependencies=[Depends(authorize)],
 )
 async def snapshot(hub: Hub) -> Response:
-    frame = hub.latest or await hub.next_frame(0, timeout=SNAPSHOT_WAIT)
+    frame = await hub.current_frame(timeout=SNAPSHOT_WAIT)
     health = hub.health()
     if frame is None or health["state"] != "ok":
         problem = health["error"] or f"camera is {health['state']}, no frame yet"

@@ -21,8 +21,22 @@ CONTENT_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
 MAX_PART_BYTES = 16 * 2**20  # a part larger than this is refused, not buffered: no camera frame is that big
 MAX_HEADER_BYTES = 64 * 2**10
 JPEG_SOI = b"\xff\xd8"
+JPEG_EOI = b"\xff\xd9"
 
 Part = tuple[dict[str, str], bytes]
+
+# why a stream is not MJPEG we can use (``BadStream.reason``)
+TOO_LARGE = "part-too-large"  # a part announced or ran past the size limit
+NO_BOUNDARY = "no-boundary"  # bytes that never reached a boundary line
+BAD_HEADER = "bad-header"  # a part header over MAX_HEADER_BYTES
+
+
+class BadStream(CameraError):
+    """The bytes are not a multipart stream within the limits; ``reason`` says which limit, for counts."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def format_timestamp(timestamp: float) -> str:
@@ -63,16 +77,21 @@ class MultipartParser:
     Uses Content-Length when a part has one; otherwise the body runs to the next boundary line. Cameras
     disagree on whether the delimiter line is ``--BOUNDARY`` or just ``BOUNDARY`` (and some declare
     ``boundary=--B``), so a line of dashes followed by the boundary counts. ``next_part`` returns None
-    when the stream ends; a part over MAX_PART_BYTES is a CameraError.
+    when the stream ends (``truncated`` then says whether it ended inside a part); a part over
+    ``max_part_bytes``, or that many bytes without a boundary line, is a ``BadStream`` (a CameraError),
+    so the buffer never holds much more than ``max_part_bytes`` plus one chunk.
     """
 
-    def __init__(self, chunks: Iterable[bytes], boundary: str) -> None:
+    def __init__(self, chunks: Iterable[bytes], boundary: str, max_part_bytes: int = MAX_PART_BYTES) -> None:
         self._chunks = iter(chunks)
+        self.max_part_bytes = max_part_bytes
+        self.truncated = False  # the bytes ran out inside a part (its header or body)
         marker = boundary.encode("latin-1")
         self._marker = marker.lstrip(b"-") or marker
         # A body without Content-Length ends at a line break before a delimiter or closing line.
         self._body_end = re.compile(rb"\r?\n-*" + re.escape(self._marker) + rb"(?:--|[ \t]*\r?\n)")
         self._buffer = bytearray()
+        self._line_bytes = 0  # what the last line took from the stream, its line break included
 
     def __iter__(self) -> Iterator[Part]:
         while (part := self.next_part()) is not None:
@@ -84,16 +103,21 @@ class MultipartParser:
             return None
         headers = self._read_headers()
         if headers is None:
+            self.truncated = True
             return None
         length = headers.get("content-length", "")
         if length.isdigit():
             size = int(length)
-            if size > MAX_PART_BYTES:
-                raise CameraError(f"the stream sent a part of {size} bytes (at most {MAX_PART_BYTES})")
+            if size > self.max_part_bytes:
+                raise BadStream(TOO_LARGE, f"the stream announced a part of {size} bytes "
+                                           f"(at most {self.max_part_bytes})")
             body = self._read_exact(size)
         else:
             body = self._read_to_boundary()
-        return None if body is None else (headers, body)
+        if body is None:
+            self.truncated = True
+            return None
+        return headers, body
 
     def _fill(self) -> bool:
         for chunk in self._chunks:
@@ -108,19 +132,25 @@ class MultipartParser:
         while (end := self._buffer.find(b"\n", searched)) < 0:
             searched = len(self._buffer)
             if searched > limit:
-                raise CameraError(f"the stream sent a line of more than {limit} bytes: not MJPEG")
+                raise BadStream(NO_BOUNDARY, f"the stream sent a line of more than {limit} bytes: not MJPEG")
             if not self._fill():
                 return None
         line = bytes(self._buffer[:end]).rstrip(b"\r")
         del self._buffer[: end + 1]
+        self._line_bytes = end + 1
         return line
 
     def _skip_to_delimiter(self) -> bool:
-        """Drop the preamble or the blank line between parts; False at the closing line or the end."""
+        """Drop the preamble or the blank line between parts; False at the closing line or the end.
+        More than ``max_part_bytes`` of lines without a delimiter is a BadStream: it is not MJPEG."""
+        skipped = 0
         while True:
-            line = self._read_line(MAX_PART_BYTES)
+            line = self._read_line(self.max_part_bytes - skipped)
             if line is None:
                 return False
+            skipped += self._line_bytes
+            if skipped > self.max_part_bytes:
+                raise BadStream(NO_BOUNDARY, f"no boundary line in {self.max_part_bytes} bytes: not MJPEG")
             rest = line.lstrip(b"-")
             if rest.startswith(self._marker):
                 tail = rest[len(self._marker) :]
@@ -135,7 +165,7 @@ class MultipartParser:
         while line := self._read_line(MAX_HEADER_BYTES):
             size += len(line)
             if size > MAX_HEADER_BYTES:
-                raise CameraError(f"the stream sent a part header of more than {MAX_HEADER_BYTES} bytes")
+                raise BadStream(BAD_HEADER, f"the stream sent a part header over {MAX_HEADER_BYTES} bytes")
             name, sep, value = line.decode("latin-1").partition(":")
             if sep:
                 headers[name.strip().lower()] = value.strip()
@@ -152,8 +182,8 @@ class MultipartParser:
     def _read_to_boundary(self) -> bytes | None:
         start = 0
         while (match := self._body_end.search(self._buffer, start)) is None:
-            if len(self._buffer) > MAX_PART_BYTES:
-                raise CameraError(f"the stream sent a part without an end in {MAX_PART_BYTES} bytes")
+            if len(self._buffer) > self.max_part_bytes:
+                raise BadStream(TOO_LARGE, f"a part without an end in {self.max_part_bytes} bytes")
             start = max(0, len(self._buffer) - len(self._marker) - 64)  # a delimiter may straddle chunks
             if not self._fill():
                 return None

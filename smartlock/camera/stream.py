@@ -11,9 +11,11 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from smartlock.camera.imaging import decode_jpeg_bgr, encode_jpeg_bgr, load_cv2
 from smartlock.camera.mjpeg import build_part, jpeg_size
@@ -36,6 +38,15 @@ class EncodedFrame:
     timestamp: float  # unix seconds at capture
     part: bytes
     headers: Mapping[str, str] = field(default_factory=dict)  # the signature headers, when signed
+
+
+def rotated(image: np.ndarray, rotation: int) -> np.ndarray:
+    """``image`` turned clockwise by ``rotation`` degrees (one of ROTATIONS)."""
+    if not rotation:
+        return image
+    cv2 = load_cv2()
+    codes = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+    return np.asarray(cv2.rotate(image, codes[rotation]))
 
 
 class FrameEncoder:
@@ -89,9 +100,7 @@ class FrameEncoder:
         if size != (image.shape[1], image.shape[0]):
             shrinking = size[0] < image.shape[1]
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        if self.rotation:
-            codes = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
-            image = cv2.rotate(image, codes[self.rotation])
+        image = rotated(image, self.rotation)
         try:
             return encode_jpeg_bgr(image, self.quality)
         except BadImageError as err:
@@ -102,6 +111,10 @@ class FrameHub:
     """Owns the capture thread of one source and hands its newest frame to any number of readers.
 
     With a ``signer`` each frame is signed once as it is published (its sequence is the frame's ``seq``).
+    With a ``tap``, every captured frame (BGR, rotated like the served frames) is also handed to it in the
+    capture thread, before any JPEG work: an engine in the same process reads frames that way. With
+    ``encode_unwatched=False`` frames are JPEG-encoded only while someone watches (a stream client, or a
+    snapshot asked for in the last seconds): the tap alone costs no encoding.
     """
 
     def __init__(
@@ -112,8 +125,14 @@ class FrameHub:
         backoff: tuple[float, float] = (0.5, 10.0),
         stale_after: float | None = None,
         signer: FrameSigner | None = None,
+        tap: Callable[[np.ndarray, float], None] | None = None,
+        encode_unwatched: bool = True,
     ) -> None:
         self.source = source
+        self.tap = tap
+        self.encode_unwatched = encode_unwatched
+        self._wanted_until = 0.0
+        self._tap_failures = 0
         self.signer = signer
         self.encoder = encoder or FrameEncoder()
         self.backoff = backoff
@@ -181,6 +200,12 @@ class FrameHub:
                     raw = self.source.read()
                     if self._stop.is_set():
                         break
+                    if self.tap is not None:
+                        self._tapped(raw)
+                    if not (self.encode_unwatched or self.watched):
+                        self._tick()
+                        delay = self.backoff[0]
+                        continue
                     jpeg = self.encoder.encode(raw)
                 except Exception as err:  # any failure of the source: report it, reconnect later
                     if isinstance(err, CameraError):
@@ -197,6 +222,45 @@ class FrameHub:
                 self._publish(jpeg, raw.timestamp)
         finally:
             self.source.close()
+
+    @property
+    def watched(self) -> bool:
+        """Someone wants JPEG frames: a stream client, a recent snapshot request, or no frame yet."""
+        with self._lock:
+            clients = self._clients
+        return clients > 0 or time.monotonic() < self._wanted_until or self._slot.latest is None
+
+    def want(self, seconds: float = 2.0) -> None:
+        """Encode frames for the next ``seconds`` (a snapshot is coming), also when nobody streams."""
+        self._wanted_until = max(self._wanted_until, time.monotonic() + seconds)
+
+    def _tapped(self, raw: RawFrame) -> None:
+        try:
+            if raw.image is not None:
+                image = raw.image
+            elif raw.jpeg is not None:
+                image = decode_jpeg_bgr(raw.jpeg)
+            else:
+                raise CameraError("the source returned an empty frame")
+            if image.ndim == 3 and image.shape[2] == 4:
+                image = load_cv2().cvtColor(image, load_cv2().COLOR_BGRA2BGR)
+            image = rotated(image, self.encoder.rotation)
+            assert self.tap is not None
+            self.tap(image, raw.timestamp)
+        except Exception as err:  # the served stream goes on whatever the tap does
+            self._tap_failures += 1
+            if self._tap_failures == 1 or self._tap_failures % 1000 == 0:
+                logger.warning("a frame could not be handed over in-process (%d so far): %s: %s",
+                               self._tap_failures, type(err).__name__, err)
+
+    def _tick(self) -> None:
+        """A frame was captured but not encoded (nobody watches): it still counts for health."""
+        with self._lock:
+            recovered = self._error is not None
+            self._error = None
+            self._publish_times.append(time.monotonic())
+        if recovered:
+            logger.info("camera source %s is back", self.source.name)
 
     def _failed(self, message: str, delay: float) -> None:
         with self._lock:
@@ -237,6 +301,16 @@ class FrameHub:
     async def next_frame(self, after: int = 0, timeout: float | None = None) -> EncodedFrame | None:
         """Await a frame newer than ``after`` without blocking the event loop; None on timeout or stop."""
         return await self._slot.next_newer(after, timeout)
+
+    async def current_frame(self, timeout: float) -> EncodedFrame | None:
+        """The newest frame, made fresh when frames are only encoded while watched."""
+        latest = self._slot.latest
+        if self.encode_unwatched or latest is None:
+            return latest or await self.next_frame(0, timeout=timeout)
+        if self.watched and time.monotonic() < self._wanted_until:
+            return latest  # being encoded right now: the newest is current
+        self.want()
+        return await self.next_frame(latest.seq, timeout=timeout)
 
     @contextlib.contextmanager
     def client(self) -> Iterator[None]:

@@ -202,9 +202,9 @@ def plan_install(
         gpio = namespace.pin_factory in GPIO_FACTORIES
     elif part.name == "camera":
         camera_device = _is_camera_device(namespace.source)
-    elif part.name == "up":
-        gpio = namespace.pin is not None
-        camera_device = _is_camera_device(namespace.camera)
+    elif part.name == "up":  # up's flags are absent when not given (its saved settings apply then)
+        gpio = getattr(namespace, "pin", None) is not None
+        camera_device = _is_camera_device(getattr(namespace, "camera", None))
     groups = tuple(g for g, needed in (("gpio", gpio), ("video", camera_device)) if needed)
 
     python = python or str(Path(sys.executable).absolute())

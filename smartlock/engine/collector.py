@@ -1,10 +1,14 @@
 """The data collector: saves frames in which someone's confidence lies in [min, max], for later enrollment.
 
 Same camera, pre-filter and recogniser as the engine, but no door: each saved frame gets the seed's
-name ``<label>-<confidence:.2f>-<timestamp>.jpeg`` (full resolution, mirrored like the seed), a crop of
+name ``<label>-<confidence:.2f>-<timestamp>.jpeg`` (full resolution, as the camera saw it: only recognition
+sees the frame mirrored), a crop of
 each face in the band (``<stem>.face-<n>.jpeg``) and a JSON sidecar (``<stem>.json``) with every face.
 Every file is 0600 in a 0700 folder; frames older than ``keep_days`` or beyond the newest ``keep_frames``
 are pruned in the background. A failed save (a full disk) is logged once per outage and skipped.
+
+Under `smartlock up` there is no collector process: the engine hands each frame it analysed to
+``Collector.consider`` (one analysis for both), at the engine's analysis resolution.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from smartlock.engine.engine import FaceDetector, Recognizer, recognize_logged
+from smartlock.engine.analysis import Analysis
+from smartlock.engine.engine import FaceDetector, Recognizer, recognize_logged, unmirrored
 from smartlock.engine.files import (
     collected_path,
     crop_name,
@@ -137,21 +142,33 @@ class Collector:
 
     def process(self, frame: Frame) -> Path | None:
         """Analyse one frame; the saved frame's path when some face lies in the band."""
-        image = np.ascontiguousarray(frame.image[:, ::-1]) if self.mirror else frame.image
+        image = frame.image
         analysed = prepare(image, mirror=False)
         if self.detector is not None and not self.detector(analysed):
             return None
-        faces = recognize_logged(self.recognize, analysed)
+        shown = np.ascontiguousarray(analysed[:, ::-1]) if self.mirror else analysed
+        faces = recognize_logged(self.recognize, shown)
         if faces is None:
             self.errors += 1
             return None
+        if self.mirror:
+            faces = [unmirrored(face, analysed.shape[1]) for face in faces]
         faces = [scaled(face, image.shape[1] / analysed.shape[1]) for face in faces]
+        return self._keep(image, faces, frame.captured)
+
+    def consider(self, analysis: Analysis) -> Path | None:
+        """The engine's hook: save the frame it analysed when a face lies in the band."""
+        if not analysis.analysed:
+            return None
+        return self._keep(analysis.image, analysis.recognised, None)
+
+    def _keep(self, image: np.ndarray, faces: list[Face], captured: float | None) -> Path | None:
         chosen = [face for face in faces if in_band(face, self.min_confidence, self.max_confidence)]
         if not chosen:
             return None
-        return self._save(image, faces, max(chosen, key=lambda face: face.confidence), frame)
+        return self._save(image, faces, max(chosen, key=lambda face: face.confidence), captured)
 
-    def _save(self, image: np.ndarray, faces: list[Face], named: Face, frame: Frame) -> Path | None:
+    def _save(self, image: np.ndarray, faces: list[Face], named: Face, captured: float | None) -> Path | None:
         path = collected_path(self.out_dir, named.label, named.confidence, current_timestamp())
         entries: list[dict[str, Any]] = []
         crops: dict[str, bytes] = {}
@@ -166,7 +183,7 @@ class Collector:
             entries.append(entry)
         sidecar = {
             "frame": path.name,
-            "captured": frame.captured,
+            "captured": captured,
             "min_confidence": self.min_confidence,
             "max_confidence": self.max_confidence,
             "faces": entries,

@@ -9,10 +9,11 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from smartlock.engine.settings import (  # re-exported: other parts import the defaults from here
     API_KEY_ENV,
@@ -30,6 +31,7 @@ from smartlock.engine.settings import (  # re-exported: other parts import the d
 if TYPE_CHECKING:
     import numpy as np
 
+    from smartlock.engine.analysis import Analysis
     from smartlock.engine.frames import LatestFrameReader
     from smartlock.engine.policy import Decision
     from smartlock.recognition.schemas import Face
@@ -69,6 +71,7 @@ def _add_camera_options(model: type[StreamClientSettings], optional: argparse._A
     model.add_option(optional, "camera_token_file", metavar="FILE")
     for name in ("haar_file_path", "log_path", "log_level", "mirror"):
         model.add_option(optional, name)
+    model.add_option(optional, "gate_size", metavar="PX")
     model.add_option(optional, "log_max_mb", metavar="MB")
     model.add_option(optional, "log_backups", metavar="N")
     model.add_option(optional, "keep_days", metavar="DAYS")
@@ -95,10 +98,14 @@ def _register_engine(subparsers: argparse._SubParsersAction) -> None:
         EngineSettings.add_option(optional, name)
     EngineSettings.add_option(optional, "min_frames", metavar="K")
     EngineSettings.add_option(optional, "window", metavar="SECONDS")
-    for name in ("block_time", "door_secret_file", "webhook_url", "webhook_token_file"):
+    for name in ("block_time", "door_secret_file", "webhook_url", "webhook_token_file", "live_url"):
         EngineSettings.add_option(optional, name)
     _add_camera_options(EngineSettings, optional)
     EngineSettings.add_option(optional, "keep_unlocks", metavar="N")
+    EngineSettings.add_option(optional, "collect_dir", metavar="DIR")
+    EngineSettings.add_option(optional, "collect_min_confidence", metavar="P")
+    EngineSettings.add_option(optional, "collect_max_confidence", metavar="P")
+    EngineSettings.add_option(optional, "collect_keep_frames", metavar="N")
     for name in ENGINE_MQTT_FLAGS:
         EngineSettings.add_option(optional, name)
     _add_help(optional)
@@ -171,7 +178,7 @@ def build_recognizer(settings: StreamClientSettings,
     if settings.model is not None:
         from smartlock.recognition.recognizer import Recognizer
 
-        recognizer = Recognizer.load(settings.model)
+        recognizer = Recognizer.load(settings.model, backend_options=camera_frame_options())
         logger.info("Recognising in-process with %s (%s backend)", settings.model, recognizer.backend_name)
         return lambda image: [face.to_face() for face in recognizer.recognize(bgr_to_rgb(image))]
     from smartlock.recognition.client import RecognitionClient
@@ -180,6 +187,14 @@ def build_recognizer(settings: StreamClientSettings,
     client = RecognitionClient(settings.face_recognition_api_url, api_key=api_key,
                                timeout=RECOGNITION_TIMEOUT)
     return lambda image: client.recognize_jpeg(encode_jpeg_bgr(image))
+
+
+def camera_frame_options() -> dict[str, dict[str, Any]]:
+    """Backend options for recognising camera frames in-process: the API's detector input size (320 for a
+    640x360 frame; SMARTLOCK_ARCFACE_DETECTION_SIZE overrides), not the 640 of training on photos."""
+    from smartlock.recognition.settings import RecognitionSettings
+
+    return RecognitionSettings.model_construct(detection_size=None).backend_options()
 
 
 def build_door(settings: EngineSettings) -> Callable[[Decision], None]:
@@ -210,12 +225,16 @@ def secrets_and_reader(args: argparse.Namespace,
 
 
 def frame_reader(settings: StreamClientSettings) -> LatestFrameReader:
-    """The camera reader; with --camera-token-file the token goes in a Bearer header, not the URL."""
+    """The camera reader; with --camera-token-file the token goes in a Bearer header, not the URL. The
+    engine analyses (and keeps) frames at ANALYSIS_SIZE, so a large camera frame is decoded reduced; the
+    collector keeps full-size frames."""
     from smartlock.engine.access import camera_token, stream_opener
     from smartlock.engine.frames import LatestFrameReader
+    from smartlock.engine.vision import ANALYSIS_SIZE
 
     opener = stream_opener(settings.camera_url, camera_token(settings.camera_token_file))
-    return LatestFrameReader(settings.camera_url, opener=opener)
+    size = ANALYSIS_SIZE if isinstance(settings, EngineSettings) else None
+    return LatestFrameReader(settings.camera_url, opener=opener, analysis_size=size)
 
 
 def _camera_token(settings: StreamClientSettings) -> str | None:
@@ -241,21 +260,69 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
+def build_analysis_hooks(settings: EngineSettings,
+                         webhook_token: str | None) -> tuple[list[Callable[[Analysis], object]], list[Any]]:
+    """The engine's ``on_analysis`` consumers (the live view's publisher, the collector) and what to close."""
+    from smartlock.engine.collector import Collector
+    from smartlock.engine.live import LivePublisher
+
+    hooks: list[Callable[[Analysis], object]] = []
+    closers: list[Any] = []
+    if settings.live_url:
+        publisher = LivePublisher(settings.live_url, webhook_token)
+        hooks.append(publisher)
+        closers.append(publisher)
+    if settings.collect_dir is not None:
+        low, high = settings.collect_band
+        collector = Collector(_NoFrames(), _no_recognition, settings.collect_dir, min_confidence=low,
+                              max_confidence=high, keep_days=settings.keep_days,
+                              keep_frames=settings.collect_keep_frames)
+        collector.start_pruning()
+        hooks.append(collector.consider)
+        closers.append(collector)
+    return hooks, closers
+
+
+class _NoFrames:
+    """The engine's collector reads no camera of its own."""
+
+    def wait_newer(self, seq: int, timeout: float) -> None:
+        return None
+
+
+def _no_recognition(image: object) -> object:
+    raise RuntimeError("the engine's collector recognises nothing itself")
+
+
+def fan_out(hooks: list[Callable[[Analysis], object]]) -> Callable[[Analysis], None] | None:
+    if not hooks:
+        return None
+
+    def each(analysis: Analysis) -> None:
+        for hook in hooks:
+            hook(analysis)
+
+    return each
+
+
 def run_engine(args: argparse.Namespace) -> int:
     from smartlock.engine.engine import Engine, LoopSettings
+    from smartlock.engine.gate import build_gate
     from smartlock.engine.policy import UnlockPolicy
     from smartlock.engine.sinks import EventSink, NullSink, TeeSink, UnlockLog, WebhookSink
-    from smartlock.engine.vision import HaarFaceDetector
     from smartlock.service import read_secret
 
     settings = EngineSettings.from_args(args)
     policy = UnlockPolicy(settings.threshold, settings.min_frames, settings.window)
-    detector = HaarFaceDetector(settings.haar_file_path)
+    gate = build_gate(settings.haar_file_path, settings.gate_size)
     api_key, reader = secrets_and_reader(args, settings)
     webhook_token = None
-    if settings.webhook_url and settings.webhook_token_file is not None:
+    if (settings.webhook_url or settings.live_url) and settings.webhook_token_file is not None:
         webhook_token = read_secret(settings.webhook_token_file, "webhook token file")
     _configure(settings, (api_key, _camera_token(settings), webhook_token))
+    from smartlock.engine.preflight import check_door
+
+    check_door(settings)  # a door that refuses us says so now, naming the flag, not at the first face
     recognize = build_recognizer(settings, api_key)
     door = build_door(settings)
     events: EventSink = NullSink()
@@ -270,10 +337,17 @@ def run_engine(args: argparse.Namespace) -> int:
         events = TeeSink(events, mqtt)
     unlock_log = UnlockLog(settings.log_path, settings.threshold, keep_days=settings.keep_days,
                            keep_count=settings.keep_unlocks)
-    engine = Engine(reader, recognize, door, policy, detector=detector, unlock_log=unlock_log, events=events,
-                    settings=LoopSettings.of(settings),
+    hooks, closers = build_analysis_hooks(settings, webhook_token)
+    seed_sampling = settings.haar_file_path is not None  # the seed's cascade is too slow for every frame
+    def seed_detector(image: np.ndarray) -> bool:
+        return gate(image, time.monotonic()).any_face
+
+    engine = Engine(reader, recognize, door, policy, gate=None if seed_sampling else gate,
+                    detector=seed_detector if seed_sampling else None,
+                    unlock_log=unlock_log, events=events, settings=LoopSettings.of(settings),
                     face_unlock=mqtt.face_unlock if mqtt is not None else None,
-                    on_unlock_frame=mqtt.unlock_frame if mqtt is not None else None)
+                    on_unlock_frame=mqtt.unlock_frame if mqtt is not None else None,
+                    on_analysis=fan_out(hooks))
     with stop_on_signals() as stop:
         unlock_log.start_pruning()
         reader.start()
@@ -283,20 +357,23 @@ def run_engine(args: argparse.Namespace) -> int:
             reader.stop()
             events.close()
             unlock_log.close()
+            for closer in closers:
+                closer.close()
     return 0
 
 
 def run_collect(args: argparse.Namespace) -> int:
     from smartlock.engine.collector import Collector
-    from smartlock.engine.vision import HaarFaceDetector
+    from smartlock.engine.gate import build_gate
 
     settings = CollectorSettings.from_args(args)
-    detector = HaarFaceDetector(settings.haar_file_path)
+    gate = build_gate(settings.haar_file_path, settings.gate_size)
     api_key, reader = secrets_and_reader(args, settings)
     _configure(settings, (api_key, _camera_token(settings)))
     recognize = build_recognizer(settings, api_key)
     collector = Collector(reader, recognize, settings.log_path, min_confidence=settings.min_confidence,
-                          max_confidence=settings.max_confidence, detector=detector, fps=settings.fps,
+                          max_confidence=settings.max_confidence,
+                          detector=lambda image: bool(gate(image, time.monotonic()).faces), fps=settings.fps,
                           mirror=settings.mirror, keep_days=settings.keep_days,
                           keep_frames=settings.keep_frames)
     with stop_on_signals() as stop:

@@ -1,4 +1,4 @@
-"""The engine loop: sample frames, skip faceless ones, recognise, decide with the policy, unlock the door.
+"""The engine loop: gate every frame, track faces, recognise, decide per track with the policy, unlock.
 
 Every collaborator is injected (frame source, recognizer, door, face pre-filter, sinks, clock), so the
 loop is tested with fakes and run for real by ``smartlock engine``. Any failure — camera gone,
@@ -14,20 +14,23 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from smartlock.engine.analysis import Analysis
 from smartlock.engine.files import current_timestamp
 from smartlock.engine.frames import Frame, FrameSource, next_due_frame
+from smartlock.engine.gate import Gate, GateResult
 from smartlock.engine.policy import Decision, UnlockPolicy
-from smartlock.engine.settings import DEFAULT_BLOCK_TIME, DEFAULT_FPS, DEFAULT_MAX_FPS, EngineSettings
 from smartlock.engine.sinks import EventSink, NullSink, UnlockLog
+from smartlock.engine.spoofing import LivenessCheck, SpoofLockout
+from smartlock.engine.stats import EngineStats, LoopSettings
+from smartlock.engine.tracks import Detection, Recognition, Track, Tracker, iou
 from smartlock.engine.vision import prepare
 from smartlock.logs import Outage
-from smartlock.recognition.schemas import Face, parse_faces
+from smartlock.recognition.schemas import BoundingBox, Face, parse_faces
 
 logger = logging.getLogger(__name__)
 
@@ -36,56 +39,7 @@ Recognizer = Callable[[np.ndarray], object]
 # opens the door for a decision; raises (DoorError, ...) when it could not
 DoorOpener = Callable[[Decision], None]
 FaceDetector = Callable[[np.ndarray], bool]
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """How the loop runs: the CLI's rates and block time (from EngineSettings) plus internal pacing."""
-
-    fps: float = DEFAULT_FPS  # sampling rate while nobody is in view (the seed's --fps)
-    max_fps: float = DEFAULT_MAX_FPS  # cap on the analysis rate while a face is in view
-    block_time: float = DEFAULT_BLOCK_TIME  # frames ignored for this long after an unlock
-    mirror: bool = True  # flip frames horizontally, as the seed did
-    burst_hold: float = 1.5  # keep analysing fast this long after the last sign of a face
-    door_retry: float = 1.0  # after a failed unlock, wait this long before trying again
-    event_interval: float = 1.0  # at most one recognised / refused-unknown event per person per interval
-    max_frame_age: float = 2.0  # a frame this old (the camera froze) is not evidence of who is there now
-
-    def __post_init__(self) -> None:
-        from smartlock.errors import ConfigError
-
-        if self.fps <= 0 or self.max_fps <= 0:
-            raise ConfigError("fps must be positive")
-        if self.block_time < 0:
-            raise ConfigError("block-time must not be negative")
-
-    @classmethod
-    def of(cls, settings: EngineSettings) -> LoopSettings:
-        """The loop settings of `smartlock engine`'s settings (a face keeps the burst going for a window)."""
-        return cls(fps=settings.fps, max_fps=max(settings.max_fps, settings.fps),
-                   block_time=settings.block_time, mirror=settings.mirror,
-                   burst_hold=max(settings.window, 1.0))
-
-
-@dataclass
-class EngineStats:
-    frames_seen: int = 0
-    frames_without_face: int = 0
-    stale_frames: int = 0
-    frames_analysed: int = 0
-    recognition_errors: int = 0
-    door_errors: int = 0
-    unlocks: int = 0
-    unlocks_switched_off: int = 0  # decisions not acted on: the "face unlock" switch was off
-    frames_not_saved: int = 0  # unlock frames lost (full disk, ...): the unlocks still happened
-    unlocked: list[Decision] = field(default_factory=list)
-
-    def summary(self) -> str:
-        """One line a test (or a person) can wait on: "seen 12, without face 8, ..., unlocks 1"."""
-        return (f"seen {self.frames_seen}, without face {self.frames_without_face}, "
-                f"stale {self.stale_frames}, analysed {self.frames_analysed}, "
-                f"recognition errors {self.recognition_errors}, door errors {self.door_errors}, "
-                f"unlocks {self.unlocks}")
+MATCH_IOU = 0.3  # a recognised face belongs to the gate's detection it overlaps at least this much
 
 
 def recognize_logged(recognize: Recognizer, image: np.ndarray) -> list[Face] | None:
@@ -113,6 +67,7 @@ class Engine:
         door: DoorOpener,
         policy: UnlockPolicy,
         *,
+        gate: Gate | None = None,
         detector: FaceDetector | None = None,
         unlock_log: UnlockLog | None = None,
         events: EventSink | None = None,
@@ -120,13 +75,24 @@ class Engine:
         clock: Callable[[], float] = time.monotonic,
         face_unlock: Callable[[], bool] | None = None,
         on_unlock_frame: Callable[[np.ndarray], None] | None = None,
+        on_analysis: Callable[[Analysis], None] | None = None,
+        tracker: Tracker | None = None,
+        liveness: LivenessCheck | None = None,
+        lockout: SpoofLockout | None = None,
     ) -> None:
-        """``face_unlock()`` False (the MQTT switch) keeps the door shut while faces are still recognised
-        and reported; ``on_unlock_frame(image)`` gets the frame of each unlock (MQTT's image entity)."""
+        """``gate`` (the default in `smartlock engine`) looks at every frame and sends only frames with a
+        usable face to recognition, at most ``max_fps`` a second; without it, frames are sampled at ``fps``
+        (``max_fps`` while a face is in view) and ``detector`` (a yes/no pre-filter) or nothing decides.
+        ``face_unlock()`` False (the MQTT switch) keeps the door shut while faces are still recognised
+        and reported; ``on_unlock_frame(image)`` gets the frame of each unlock (MQTT's image entity);
+        ``on_analysis`` gets every frame recognition analysed, with its faces (live view, collector).
+        ``liveness`` (None: off, the seed's rule) must judge a decision's track live before the door opens;
+        ``lockout`` pauses face unlock after repeated attacks."""
         self.frames = frames
         self.recognize = recognize
         self.door = door
         self.policy = policy
+        self.gate = gate
         self.detector = detector
         self.unlock_log = unlock_log
         self.events = events or NullSink()
@@ -134,24 +100,31 @@ class Engine:
         self.clock = clock
         self.face_unlock = face_unlock
         self.on_unlock_frame = on_unlock_frame
+        self.on_analysis = on_analysis
+        self.tracker = tracker or Tracker(keep_crops=gate is not None)
+        self.liveness = liveness
+        self.lockout = lockout
         self.stats = EngineStats()
         self._last_seq = 0
         self._next_due = 0.0
+        self._next_recognition = 0.0
         self._burst_until = 0.0
         self._blocked_until = 0.0
         self._door_ready_at = 0.0
         self._last_event: dict[tuple[str, str], float] = {}
         self._saving = Outage("Saving unlock frames", logger)
+        self._analysis_failed = Outage("Passing analyses on", logger)
 
     # -- the loop -------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Process frames until ``stop`` is set."""
         logger.info(
-            "Smart lock engine started: threshold %.2f, %d frame(s) within %.1f s, fps %g "
-            "(up to %g with a face)",
+            "Smart lock engine started: threshold %.2f, %d frame(s) of one face track within %.1f s, %s",
             self.policy.threshold, self.policy.min_frames, self.policy.window,
-            self.settings.fps, self.settings.max_fps,
+            f"{self.gate.name} gate on every frame, recognition up to {self.settings.max_fps:g} fps"
+            if self.gate is not None else
+            f"fps {self.settings.fps:g} (up to {self.settings.max_fps:g} with a face)",
         )
         while not stop.is_set():
             self.step(stop)
@@ -171,10 +144,11 @@ class Engine:
             rejected = getattr(self.frames, "rejected", None)  # forged frames the reader dropped
             logger.debug("Frames: %s%s", self.stats.summary(),
                          f", rejected {rejected.summary()}" if rejected is not None else "")
-        # a face in view (or just seen) switches to the burst rate at once; analysis time counts toward
-        # the interval, so a slow recogniser simply runs back to back
-        fast = self.clock() < self._burst_until
-        self._next_due = started + 1.0 / (self.settings.max_fps if fast else self.settings.fps)
+        if self.gate is None:
+            # a face in view (or just seen) switches to the burst rate at once; analysis time counts toward
+            # the interval, so a slow recogniser simply runs back to back
+            fast = self.clock() < self._burst_until
+            self._next_due = started + 1.0 / (self.settings.max_fps if fast else self.settings.fps)
         return True
 
     # -- one frame -------------------------------------------------------------------------------
@@ -188,8 +162,32 @@ class Engine:
                            self.clock() - frame.received)
             return None
         started = time.perf_counter()
-        image = prepare(frame.image, mirror=self.settings.mirror)
-        if self.detector is not None and not self.detector(image):
+        if self.gate is not None and self.gate.unchanged(frame.image, self.clock()):
+            self.stats.frames_without_face += 1  # nobody in view and nothing moved: not even resized
+            self._publish(frame, None, [], [], analysed=False)
+            return None
+        image = prepare(frame.image, mirror=False)  # as the camera saw it; only recognition sees it mirrored
+        detections: list[Detection] | None = None
+        if self.gate is not None:
+            gated = self.gate.detect(image, self.clock())
+            tracks = self.tracker.update(frame.received, frame.seq, gated.detections, image)
+            if self.liveness is not None and self.tracker.ended:
+                self.liveness.forget(self.tracker.ended)
+            self._report_unusable(gated, tracks)
+            if not gated.faces:
+                self.stats.frames_without_face += 1
+                self._publish(frame, image, [], tracks, analysed=False)
+                return None
+            if self.clock() < self._next_recognition:  # recognition is busy at --max-fps: boxes only
+                self.stats.frames_gated += 1
+                self._publish(frame, image, [], tracks, analysed=False)
+                return None
+            detections = gated.faces
+            # on the schedule (not "now + interval"), so a 25 fps camera gives 10 recognitions, not 8.3
+            interval = 1.0 / self.settings.max_fps
+            late = self.clock() - self._next_recognition
+            self._next_recognition = (self._next_recognition if late < interval else self.clock()) + interval
+        elif self.detector is not None and not self.detector(image):
             self.stats.frames_without_face += 1
             return None
         self._burst_until = self.clock() + self.settings.burst_hold
@@ -202,9 +200,13 @@ class Engine:
         self.stats.frames_analysed += 1
         if faces:
             self._burst_until = self.clock() + self.settings.burst_hold
-        decision = self.policy.observe(frame.received, faces)
-        self._report(faces)
+        face_tracks = self._track(frame, image, faces, detections)
+        decision = self.policy.observe(frame.received, faces, [track.id for track in face_tracks])
+        self._report(faces, face_tracks)
+        self._publish(frame, image, faces, face_tracks, analysed=True)
         if decision is None or self.clock() < self._door_ready_at:
+            return None
+        if not self._allowed(decision):
             return None
         if self.face_unlock is not None and not self.face_unlock():
             self.stats.unlocks_switched_off += 1
@@ -214,11 +216,85 @@ class Engine:
             return None
         return decision if self._unlock(decision, image, faces, frame) else None
 
+    def _allowed(self, decision: Decision) -> bool:
+        """Whether face unlock is not paused and the decision's track is judged live (when liveness is on);
+        a refusal is reported once per track (attack, timeout) or per second (pause)."""
+        if self.lockout is not None:
+            until = self.lockout.paused_until()
+            if until is not None:
+                self.stats.refused_lockout += 1
+                self._emit_throttled("refused-lockout", decision.label, {
+                    "person": decision.label, "confidence": decision.confidence, "track": decision.track,
+                    "until": iso_time(until)})
+                return False
+        if self.liveness is None:
+            return True
+        track = self.tracker.get(decision.track) if decision.track is not None else None
+        if track is None:  # nothing to judge: the door stays shut
+            return False
+        result = self.liveness.check(track, self.clock())
+        if result.outcome == "live":
+            decided_by = ", ".join(result.details.get("decided_by", []))
+            logger.info("Track %d judged live by %s", track.id, decided_by)
+            return True
+        if result.outcome in ("wait", "refused"):
+            self.stats.liveness_waits += result.outcome == "wait"
+            return False
+        self.stats.refused_spoof += 1
+        paused = self.lockout.record_attack() if self.lockout is not None and result.outcome == "attack" \
+            else None
+        details = result.details
+        logger.warning("Refused %s (confidence %.3f, track %d): %s%s", decision.label, decision.confidence,
+                       track.id, "presentation attack caught by " + ", ".join(details.get("decided_by", []))
+                       if result.outcome == "attack" else "liveness undecided after the timeout",
+                       "; face unlock paused" if paused else "")
+        self.events.emit({
+            "event": "refused-spoof", "time": current_timestamp(), "person": decision.label,
+            "confidence": decision.confidence, "track": track.id, "reason": result.outcome, **details,
+            **({"lockout_until": iso_time(paused)} if paused else {}),
+        })
+        if paused is not None:
+            self.events.emit({"event": "lockout", "time": current_timestamp(), "until": iso_time(paused),
+                              "attacks": self.lockout.limit if self.lockout is not None else None})
+        return False
+
     def _recognize(self, image: np.ndarray) -> list[Face] | None:
-        faces = recognize_logged(self.recognize, image)
+        shown = np.ascontiguousarray(image[:, ::-1]) if self.settings.mirror else image
+        faces = recognize_logged(self.recognize, shown)
         if faces is None:
             self.stats.recognition_errors += 1
-        return faces
+            return None
+        return [unmirrored(face, image.shape[1]) for face in faces] if self.settings.mirror else faces
+
+    def _track(self, frame: Frame, image: np.ndarray, faces: list[Face],
+               detections: list[Detection] | None) -> list[Track]:
+        """The track of each recognised face: the gate's detection it overlaps (this frame's tracks), else
+        a track of its own box (a face recognition found and the gate did not)."""
+        by_detection = {id(track.last.detection): track for track in self.tracker.active
+                        if track.last.seq == frame.seq}
+        matched: list[Track | None] = [None] * len(faces)
+        if detections:
+            pairs = sorted(((iou(face.box, det.box), i, j) for i, face in enumerate(faces)
+                            for j, det in enumerate(detections)), reverse=True)
+            used: set[int] = set()
+            for overlap, i, j in pairs:
+                if overlap < MATCH_IOU:
+                    break
+                if matched[i] is None and j not in used and id(detections[j]) in by_detection:
+                    matched[i] = by_detection[id(detections[j])]
+                    used.add(j)
+        leftovers = [i for i, track in enumerate(matched) if track is None]
+        if leftovers:
+            boxes = [Detection(box=faces[i].box, score=1.0) for i in leftovers]
+            new_tracks = self.tracker.update(frame.received, frame.seq, boxes, image)
+            for i, new in zip(leftovers, new_tracks, strict=True):
+                matched[i] = new
+        result = []
+        for face, found in zip(faces, matched, strict=True):
+            assert found is not None
+            result.append(self.tracker.recognised(found, Recognition(face.label, face.confidence),
+                                                  self.policy.threshold))
+        return result
 
     def _unlock(self, decision: Decision, image: np.ndarray, faces: list[Face], frame: Frame) -> bool:
         try:
@@ -229,8 +305,8 @@ class Engine:
             logger.error("Unlock request failed, the door stays locked: %s: %s", type(err).__name__, err)
             return False
         logger.info("Door unlocked")
-        logger.info("Unlocked for %s (confidence %.3f over %d frame(s))",
-                    decision.label, decision.confidence, decision.frames)
+        logger.info("Unlocked for %s (confidence %.3f over %d frame(s) of track %s)",
+                    decision.label, decision.confidence, decision.frames, decision.track)
         self.stats.unlocks += 1
         self.stats.unlocked.append(decision)
         self.policy.reset()
@@ -248,6 +324,7 @@ class Engine:
             "person": decision.label,
             "confidence": decision.confidence,
             "frames": decision.frames,
+            "track": decision.track,
             "captured": frame.captured,
             **({"frame_dir": folder.name} if folder is not None else {}),  # under <log-path>/unlock-frames/
         })
@@ -258,7 +335,8 @@ class Engine:
         if self.unlock_log is None:
             return None
         try:
-            folder = self.unlock_log.save(image, faces, decision, {"captured": frame.captured})
+            folder = self.unlock_log.save(image, faces, decision, {"captured": frame.captured,
+                                                                   "track": decision.track})
         except Exception as err:  # OSError on a full disk, above all: the door is open already
             self.stats.frames_not_saved += 1
             self._saving.failed(err)
@@ -267,23 +345,66 @@ class Engine:
         logger.info("Unlock frame saved to %s", folder)
         return folder
 
-    def _report(self, faces: list[Face]) -> None:
-        known = self.policy.above_threshold(faces)
-        for label, confidence in known.items():
+    def _publish(self, frame: Frame, image: np.ndarray | None, faces: list[Face], tracks: list[Track],
+                 analysed: bool) -> None:
+        if self.on_analysis is None:
+            return
+        if image is None:  # an unchanged empty frame: the analysis says "nobody", its picture is not needed
+            image = np.zeros((0, 0, 3), np.uint8)
+        analysis = Analysis.of(frame, image, faces, tracks, analysed, self.policy.threshold)
+        try:
+            self.on_analysis(analysis)
+        except Exception as err:  # the live view and the collector never stop the door's work
+            self._analysis_failed.failed(err)
+        else:
+            self._analysis_failed.ok()
+
+    def _report(self, faces: list[Face], tracks: list[Track]) -> None:
+        known: dict[str, tuple[float, int]] = {}
+        for face, track in zip(faces, tracks, strict=True):
+            if face.confidence > max(self.policy.threshold, known.get(face.label, (-1.0, 0))[0]):
+                known[face.label] = (face.confidence, track.id)
+        for label, (confidence, track_id) in known.items():
             self._emit_throttled("recognised", label, {
-                "person": label, "confidence": confidence, "frames": self.policy.evidence(label),
-                "needed": self.policy.min_frames,
+                "person": label, "confidence": confidence, "frames": self.policy.evidence(label, track_id),
+                "needed": self.policy.min_frames, "track": track_id,
             })
         if faces and not known:
-            best = max(faces, key=lambda face: face.confidence)
+            best = max(range(len(faces)), key=lambda index: faces[index].confidence)
             self._emit_throttled("refused-unknown", "", {
-                "faces": len(faces), "best_label": best.label, "best_confidence": best.confidence,
+                "faces": len(faces), "best_label": faces[best].label,
+                "best_confidence": faces[best].confidence, "track": tracks[best].id,
             })
 
-    def _emit_throttled(self, kind: str, key: str, payload: dict[str, Any]) -> None:
+    def _report_unusable(self, gated: GateResult, tracks: list[Track]) -> None:
+        if not gated.unusable:
+            return
+        self.stats.faces_unusable += len(gated.unusable)
+        for item, track in zip(gated.unusable, tracks[len(gated.faces):], strict=True):
+            size = round(min(item.detection.width, item.detection.height))
+            if self._emit_throttled("face-unusable", str(track.id), {
+                    "reason": item.reason, "size": size, "track": track.id}):
+                logger.info("A face is in view but %s to recognise (%d px, track %d)", item.reason, size,
+                            track.id)
+
+    def _emit_throttled(self, kind: str, key: str, payload: dict[str, Any]) -> bool:
         now = self.clock()
         last = self._last_event.get((kind, key))
         if last is not None and now - last < self.settings.event_interval:
-            return
+            return False
         self._last_event[(kind, key)] = now
         self.events.emit({"event": kind, "time": current_timestamp(), **payload})
+        return True
+
+
+def iso_time(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def unmirrored(face: Face, width: int) -> Face:
+    """``face`` found in the mirrored image, with its box in the unmirrored one's pixels."""
+    box = face.bounding_box
+    flipped = BoundingBox(left=width - box.right, top=box.top, right=width - box.left, bottom=box.bottom)
+    return face.model_copy(update={"bounding_box": flipped})

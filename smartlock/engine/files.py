@@ -12,7 +12,10 @@ Collected frames (``smartlock collect``'s --log-path)::
     <stem>.json                                      sidecar: every face, in_band, crop name
     <stem>.face-<n>.jpeg                             crop of the n-th face in the band
 
-``<timestamp>`` is local time with its UTC offset, to the second (``current_timestamp``). Folders and
+``<timestamp>`` is UTC to the second in ISO 8601 basic format, ``20261129T103117Z`` (``name_timestamp``):
+no spaces or colons, so names need no quoting in a shell. Older installations wrote local time with its UTC
+offset, ``2026-11-29 10:31:17+00:00``; those names are still read (``find_unlock_frame``, the collected-frame
+listing). Folders and
 sidecars are written before they become visible (renamed into place; the frame last), so a reader never
 sees half of one. The dashboard lists and reads them through the functions here, not by their names.
 
@@ -34,7 +37,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +54,39 @@ FRAME_FILE = "frame.jpeg"
 FACES_FILE = "faces.json"
 CROP_INFIX = ".face-"
 
-_COLLECTED = re.compile(r"(?P<label>.+)-(?P<confidence>[0-9]+\.[0-9]+)-(?P<taken>\d{4}-\d\d-\d\d.+)\.jpeg")
+_COLLECTED = re.compile(
+    r"(?P<label>.+)-(?P<confidence>[0-9]+\.[0-9]+)-(?P<taken>\d{8}T\d{6}Z(?:-\d+)?|\d{4}-\d\d-\d\d.+)\.jpeg"
+)
 _SAFE_NAME = re.compile(r"[^/\\\x00]+")
 DAY = 86400.0
 LEFTOVER_AGE = 3600.0  # a staging folder or orphan file this old is a crash's leftover, not a write going on
 
 
 def current_timestamp(now: datetime | None = None) -> str:
-    """Local time with its UTC offset, to the second, space-separated: the seed's folder and file names."""
+    """Local time with its UTC offset, to the second, space-separated: the engine's event times (and the
+    folder and file names of older installations)."""
     now = now or datetime.now()
     return now.astimezone().replace(microsecond=0).isoformat(" ")
+
+
+def name_timestamp(now: datetime | float | None = None) -> str:
+    """UTC to the second in ISO 8601 basic format (``20261129T103117Z``): the folder and file names."""
+    if now is None:
+        moment = datetime.now(UTC)
+    elif isinstance(now, datetime):
+        moment = now.astimezone(UTC)
+    else:
+        moment = datetime.fromtimestamp(now, UTC)
+    return moment.strftime("%Y%m%dT%H%M%SZ")
+
+
+def _as_name_timestamp(timestamp: str) -> str:
+    """An ISO 8601 timestamp in the names' basic format; text that is no timestamp is kept (made safe)."""
+    try:
+        parsed = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return re.sub(r"[\s:/\\]+", "-", timestamp)
+    return name_timestamp(parsed if parsed.tzinfo else parsed.astimezone())
 
 
 def unique_path(path: Path) -> Path:
@@ -81,10 +107,16 @@ def _safe_name(name: str | None) -> bool:
 
 def _faces_of(payload: object) -> list[Face]:
     """The well-formed faces of a saved ``faces`` list (an old or damaged entry is skipped, not fatal)."""
+    return [face for face, _ in _faces_with_liveness(payload)]
+
+
+def _faces_with_liveness(payload: object) -> list[tuple[Face, Any]]:
+    """Each well-formed face of a saved ``faces`` list with its ``liveness`` field (None when absent)."""
     faces = []
     for item in payload if isinstance(payload, list) else []:
         with contextlib.suppress(ValidationError):
-            faces.append(Face.model_validate(item))
+            face = Face.model_validate(item)
+            faces.append((face, item.get("liveness") if isinstance(item, dict) else None))
     return faces
 
 
@@ -123,7 +155,7 @@ def write_unlock_frame(log_path: Path, frame_jpeg: bytes, document: Mapping[str,
     """A new ``unlock-frames/<timestamp>`` folder with the frame, ``faces.json`` (``document``) and the
     markers; built under a hidden name and renamed, so it appears whole. Returns the folder."""
     root = private_dir(unlock_frames_dir(log_path))
-    target = unique_path(root / current_timestamp())
+    target = unique_path(root / name_timestamp())
     staging = Path(tempfile.mkdtemp(dir=root, prefix=STAGING_PREFIX))  # 0700
     try:
         _write_private(staging / FRAME_FILE, frame_jpeg)
@@ -146,6 +178,7 @@ class UnlockFrame:
     decision: dict[str, Any] | None = None
     threshold: float | None = None
     captured: float | None = None
+    liveness: list[Any] = field(default_factory=list)  # per face (as ``faces``): its verdict, None if none
 
     @property
     def name(self) -> str:
@@ -165,9 +198,11 @@ def read_unlock_frame(folder: Path) -> UnlockFrame | None:
     document = _read_json(folder / FACES_FILE)
     decision = document.get("decision")
     threshold, captured = document.get("threshold"), document.get("captured")
+    marked = _faces_with_liveness(document.get("faces"))
     return UnlockFrame(
         folder=folder,
-        faces=_faces_of(document.get("faces")),
+        faces=[face for face, _ in marked],
+        liveness=[liveness for _, liveness in marked],
         decision=decision if isinstance(decision, dict) else None,
         threshold=float(threshold) if isinstance(threshold, int | float) else None,
         captured=float(captured) if isinstance(captured, int | float) else None,
@@ -212,16 +247,17 @@ def list_unlock_frames(log_path: Path, limit: int | None = None) -> list[UnlockF
 
 def find_unlock_frame(log_path: Path, when: float, folder_name: str | None = None,
                       slack: float = 3.0) -> UnlockFrame | None:
-    """The unlock saved for an event: the folder it names (``frame_dir``), else the one named by the local
-    time to the second, up to ``slack`` s before ``when`` (events of older engines name no folder)."""
+    """The unlock saved for an event: the folder it names (``frame_dir``), else the one named by the time
+    to the second, up to ``slack`` s before ``when`` (events of older engines name no folder): in the basic
+    UTC format of today's names or in the local-time format older installations wrote."""
     named = unlock_frame(log_path, folder_name)
     if named is not None:
         return named
     moment = datetime.fromtimestamp(when).astimezone()
-    names = {
-        (moment - timedelta(seconds=delta)).replace(microsecond=0).isoformat(" ")
-        for delta in range(math.ceil(slack), -2, -1)
-    }
+    names: set[str] = set()
+    for delta in range(math.ceil(slack), -2, -1):
+        second = (moment - timedelta(seconds=delta)).replace(microsecond=0)
+        names |= {second.isoformat(" "), name_timestamp(second)}
     for folder in _unlock_folders(log_path):
         if folder.name in names or folder.name.rsplit("-", 1)[0] in names:
             saved = read_unlock_frame(folder)
@@ -234,8 +270,10 @@ def find_unlock_frame(log_path: Path, when: float, folder_name: str | None = Non
 
 
 def collected_path(folder: Path, label: str, confidence: float, timestamp: str | None = None) -> Path:
-    """A new frame path ``<label>-<confidence:.2f>-<timestamp>.jpeg`` in ``folder`` (made unique)."""
-    return unique_path(Path(folder) / f"{label}-{confidence:.2f}-{timestamp or current_timestamp()}.jpeg")
+    """A new frame path ``<label>-<confidence:.2f>-<timestamp>.jpeg`` in ``folder`` (made unique); the
+    timestamp (now by default, or any ISO 8601 time given) is written in the basic UTC format."""
+    stamp = _as_name_timestamp(timestamp) if timestamp else name_timestamp()
+    return unique_path(Path(folder) / f"{label}-{confidence:.2f}-{stamp}.jpeg")
 
 
 def _stem(frame: Path | str) -> str:

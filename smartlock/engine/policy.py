@@ -1,9 +1,12 @@
-"""When to unlock: one person above the threshold in at least K analysed frames within a time window.
+"""When to unlock: one face track recognised as one person above the threshold in at least K analysed
+frames within a time window.
 
 Pure (no I/O, no clock of its own), so the rule is tested exactly. K = 1 is the seed's rule: any single
 frame with a face above the threshold opens the door. A stranger who resembles someone enrolled may clear
 the threshold on one lucky frame; asking for K frames in a short window cuts that, at the cost of the
-K - 1 extra frames the engine analyses in a burst once a face is in view.
+K - 1 extra frames the engine analyses in a burst once a face is in view. Evidence is counted per face
+track (``tracks``, from the engine's tracker), so K frames must show the same face: two people who each
+resemble someone enrolled once do not add up. Without track ids, evidence is counted per person.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class Decision:
     confidences: tuple[float, ...]  # one per frame counted, oldest first
     first_seen: float  # time of the oldest frame counted
     decided_at: float  # time of the frame that completed the evidence
+    track: int | None = None  # the face track the frames came from
 
     @property
     def frames(self) -> int:
@@ -59,7 +63,7 @@ class UnlockPolicy:
         self.threshold = threshold
         self.min_frames = min_frames
         self.window = window
-        self._evidence: dict[str, deque[tuple[float, float]]] = {}
+        self._evidence: dict[tuple[int | None, str], deque[tuple[float, float]]] = {}
 
     def above_threshold(self, faces: Iterable[ScoredFace]) -> dict[str, float]:
         """Best confidence per person among the faces that clear the threshold."""
@@ -69,37 +73,49 @@ class UnlockPolicy:
                 best[face.label] = face.confidence
         return best
 
-    def observe(self, t: float, faces: Sequence[ScoredFace]) -> Decision | None:
-        """Add one analysed frame taken at time ``t``; a Decision when someone now has enough evidence."""
-        for label, confidence in self.above_threshold(faces).items():
-            self._evidence.setdefault(label, deque()).append((t, confidence))
+    def observe(self, t: float, faces: Sequence[ScoredFace],
+                tracks: Sequence[int | None] | None = None) -> Decision | None:
+        """Add one analysed frame taken at time ``t`` (``tracks[i]`` is the track of ``faces[i]``); a
+        Decision when a track now has enough evidence for one person."""
+        ids: Sequence[int | None] = tracks if tracks is not None else [None] * len(faces)
+        best: dict[tuple[int | None, str], float] = {}
+        for face, track in zip(faces, ids, strict=True):
+            key = (track, face.label)
+            if face.confidence > self.threshold and face.confidence > best.get(key, -1.0):
+                best[key] = face.confidence
+        for key, confidence in best.items():
+            self._evidence.setdefault(key, deque()).append((t, confidence))
         self._expire(t)
-        ready = [(evidence[-1][1], label) for label, evidence in self._evidence.items()
+        ready = [(evidence[-1][1], key) for key, evidence in self._evidence.items()
                  if len(evidence) >= self.min_frames and evidence[-1][0] == t]
         if not ready:
             return None
-        _, label = max(ready)
-        counted = list(self._evidence[label])[-self.min_frames:]
+        _, (track, label) = max(ready, key=lambda item: item[0])
+        counted = list(self._evidence[(track, label)])[-self.min_frames:]
         return Decision(
             label=label,
             confidence=counted[-1][1],
             confidences=tuple(confidence for _, confidence in counted),
             first_seen=counted[0][0],
             decided_at=t,
+            track=track,
         )
 
-    def evidence(self, label: str) -> int:
-        """Frames currently counted for ``label`` (for logs and tests)."""
-        return len(self._evidence.get(label, ()))
+    def evidence(self, label: str, track: int | None = None) -> int:
+        """Frames currently counted for ``label`` (on ``track``, or its best track; for logs and tests)."""
+        if track is not None:
+            return len(self._evidence.get((track, label), ()))
+        return max((len(evidence) for (_, name), evidence in self._evidence.items() if name == label),
+                   default=0)
 
     def reset(self) -> None:
         """Forget all evidence (after an unlock: the next one needs fresh frames)."""
         self._evidence.clear()
 
     def _expire(self, now: float) -> None:
-        for label in list(self._evidence):
-            evidence = self._evidence[label]
+        for key in list(self._evidence):
+            evidence = self._evidence[key]
             while evidence and now - evidence[0][0] > self.window:
                 evidence.popleft()
             if not evidence:
-                del self._evidence[label]
+                del self._evidence[key]

@@ -28,6 +28,7 @@ DEFAULT_LOG_PATH = Path("log")
 DEFAULT_KEEP_DAYS = 30.0
 DEFAULT_KEEP_UNLOCKS = 1000
 DEFAULT_KEEP_FRAMES = 1000
+DEFAULT_GATE_SIZE = 320  # smartlock.engine.gate imports it from here (and onnxruntime only when used)
 API_KEY_ENV = "SMARTLOCK_API_KEY"
 
 
@@ -55,8 +56,15 @@ class StreamClientSettings(PartSettings):
     )
     haar_file_path: str | None = Field(
         default=None,
-        description="Path to Haar Cascade (simple and fast face detector) xml file. Default: the "
-        "frontal-face cascade shipped with OpenCV.",
+        description="Path to Haar Cascade (simple and fast face detector) xml file. Given, it replaces the "
+        "default pre-filter (the recognizer's SCRFD detector run on every frame) with the seed's cascade, "
+        "sampled at --fps.",
+    )
+    gate_size: int = Field(
+        default=DEFAULT_GATE_SIZE, ge=64, le=1280, multiple_of=32,
+        description="Input size (long side, a multiple of 32) of the SCRFD pre-filter that looks at every "
+        f"frame. Default {DEFAULT_GATE_SIZE}: finds faces from about 40 px in a 640x360 frame.",
+        json_schema_extra={"metavar": "PX"},
     )
     log_path: Path = Field(
         default=DEFAULT_LOG_PATH, description='Directory path where logs will be saved. Default is "log".'
@@ -136,15 +144,42 @@ class EngineSettings(StreamClientSettings, MqttSettings):
         default=DEFAULT_KEEP_DAYS, gt=0.0,
         description=f"Delete unlock frames older than this many days. Default {DEFAULT_KEEP_DAYS:g}.",
     )
+    live_url: str | None = Field(
+        default=None,
+        description="POST each analysed frame with its boxes (JPEG + JSON, at most 10 a second, only while "
+        "faces are in view) to this URL, with the --webhook-token-file token: the dashboard's live view.",
+    )
+    collect_dir: Path | None = Field(
+        default=None,
+        description="Also do the collector's job on the frames this engine analyses: save those with a face "
+        "whose confidence lies in [--collect-min-confidence, --collect-max-confidence] here.",
+    )
+    collect_min_confidence: float = Field(default=0.5, ge=0.0, le=1.0,
+                                          description="Lower end of --collect-dir's band. Default 0.5.")
+    collect_max_confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Upper end of --collect-dir's band. Default: --threshold.")
+    collect_keep_frames: int = Field(
+        default=DEFAULT_KEEP_FRAMES, ge=1,
+        description=f"Keep at most this many collected frames. Default {DEFAULT_KEEP_FRAMES}.",
+    )
     keep_unlocks: int = Field(
         default=DEFAULT_KEEP_UNLOCKS, ge=1,
         description=f"Keep at most this many unlock frames (the newest). Default {DEFAULT_KEEP_UNLOCKS}.",
     )
 
+    @property
+    def collect_band(self) -> tuple[float, float]:
+        high = self.threshold if self.collect_max_confidence is None else self.collect_max_confidence
+        return self.collect_min_confidence, high
+
     @model_validator(mode="after")
     def _window_for_several_frames(self) -> Self:
         if self.min_frames > 1 and self.window <= 0:
             raise ValueError(f"--window must be positive when --min-frames > 1, got {self.window:g}")
+        low, high = self.collect_band
+        if self.collect_dir is not None and low > high:
+            raise ValueError("need --collect-min-confidence <= --collect-max-confidence, "
+                             f"got {low:g} > {high:g}")
         return self
 
 

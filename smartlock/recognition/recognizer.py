@@ -16,13 +16,16 @@ import numpy as np
 
 from smartlock.errors import BadImageError, GalleryError, ModelError, ModelMismatch, NotEnrolled
 from smartlock.recognition import store
-from smartlock.recognition.backends.base import Backend, DetectedFace, get_backend
+from smartlock.recognition.backends.base import DEFAULT_BACKEND, Backend, DetectedFace, get_backend
 from smartlock.recognition.calibration import calibration_report
 from smartlock.recognition.gallery import DEFAULT_PRIOR_ODDS, Gallery, ImageRecord
 from smartlock.recognition.images import decode_image, encode_jpeg_rgb
 from smartlock.recognition.schemas import BoundingBox, EnrolledImage, EnrollOutcome, Face, Prediction
 
 logger = logging.getLogger(__name__)
+
+# per backend name, the keyword arguments it is built with (e.g. {"arcface": {"detection_size": 320}})
+BackendOptions = Mapping[str, Mapping[str, Any]]
 
 MAX_NAME_LENGTH = 100
 CROP_SIZE = 160
@@ -132,12 +135,14 @@ class Recognizer:
         self._write_lock = threading.Lock()
 
     @classmethod
-    def load(cls, model_dir: Path, backend: Backend | None = None) -> Recognizer:
-        """Open a trained model directory; builds the backend recorded in it unless one is given.
+    def load(cls, model_dir: Path, backend: Backend | None = None,
+             backend_options: BackendOptions | None = None) -> Recognizer:
+        """Open a trained model directory; builds the backend recorded in it unless one is given, with
+        ``backend_options[its name]`` (e.g. ``{"arcface": {"detection_size": 320}}``).
         Raises ModelCorrupt / ModelMismatch (smartlock.errors) with a clear message."""
         gallery = store.load_gallery(Path(model_dir))
         if backend is None:
-            backend = get_backend(gallery.backend)
+            backend = get_backend(gallery.backend, **(backend_options or {}).get(gallery.backend, {}))
         return cls(backend, gallery, model_dir)
 
     @classmethod
@@ -149,11 +154,15 @@ class Recognizer:
         return cls(backend, gallery, model_dir)
 
     @classmethod
-    def open_or_create(cls, model_dir: Path, backend: Backend | None = None) -> Recognizer:
-        """Load ``model_dir`` if it holds a gallery, else create an empty one there."""
+    def open_or_create(cls, model_dir: Path, backend: Backend | None = None,
+                       backend_options: BackendOptions | None = None) -> Recognizer:
+        """Load ``model_dir`` if it holds a gallery, else create an empty one there (with ``backend``, or
+        the default backend built with its ``backend_options``)."""
         if store.has_gallery(model_dir):
-            return cls.load(model_dir, backend)
-        return cls.create(model_dir, backend or get_backend())
+            return cls.load(model_dir, backend, backend_options)
+        if backend is None:
+            backend = get_backend(DEFAULT_BACKEND, **(backend_options or {}).get(DEFAULT_BACKEND, {}))
+        return cls.create(model_dir, backend)
 
     @property
     def backend(self) -> Backend:

@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add(parser, "tls_key", metavar="PEM")
     add(parser, "backend")
     add(parser, "threads")
+    add(parser, "detection_size", metavar="PX")
     add(parser, "max_upload_mb")
     add(parser, "log_level")
     add(parser, "access_log")
@@ -68,8 +69,9 @@ def serve_recognition(settings: RecognitionSettings) -> int:
     from smartlock.recognition.backends.base import get_backend
     from smartlock.recognition.recognizer import Recognizer
 
-    backend = get_backend(settings.backend) if settings.backend else None
-    recognizer = Recognizer.open_or_create(settings.model, backend)
+    options = settings.backend_options()
+    backend = get_backend(settings.backend, **options.get(settings.backend, {})) if settings.backend else None
+    recognizer = Recognizer.open_or_create(settings.model, backend, options)
     store.make_private(settings.model)
     people = recognizer.people()
     logger.info(

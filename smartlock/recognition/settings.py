@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -16,6 +17,9 @@ DEFAULT_PORT = 5000
 DEFAULT_MAX_UPLOAD_MB = 20.0
 MAX_UPLOAD_MB = 1024.0
 GENERATED_KEY_FILE = "api-key"  # in the model folder; `smartlock train` carries it over to a new model
+# the API's detector input size: benchmarks/gate_recall.py (recall) and speed.py --api (time)
+API_DETECTION_SIZE = 320
+DETECTION_SIZE_VARIABLE = "SMARTLOCK_ARCFACE_DETECTION_SIZE"  # as backends/arcface.py reads it
 
 
 class RecognitionSettings(TlsSettings):
@@ -46,6 +50,13 @@ class RecognitionSettings(TlsSettings):
         None, ge=1,
         description="recognitions run at once (default: the number of CPUs); more requests wait their turn",
     )
+    detection_size: int | None = Field(
+        None, ge=64, le=4096, multiple_of=32,
+        description="arcface: long side (a multiple of 32) images are shrunk to for finding faces "
+        f"(default {API_DETECTION_SIZE}, or SMARTLOCK_ARCFACE_DETECTION_SIZE: finds the door camera's "
+        "80-300 px faces in 640x360 frames in a quarter of the time of 640; photos larger than the "
+        "camera's with small faces may need 640)",
+    )
     max_upload_mb: float = Field(
         DEFAULT_MAX_UPLOAD_MB, gt=0, le=MAX_UPLOAD_MB,
         description="largest image accepted, in MiB; bigger uploads get 413",
@@ -66,6 +77,14 @@ class RecognitionSettings(TlsSettings):
         if self.no_auth and self.api_key_file is not None:
             raise ValueError("--no-auth and --api-key-file exclude each other")
         return self
+
+    def backend_options(self) -> dict[str, dict[str, Any]]:
+        """Keyword arguments per backend name, for Recognizer.open_or_create / get_backend."""
+        size = self.detection_size
+        if size is None:
+            size = None if os.environ.get(DETECTION_SIZE_VARIABLE, "").strip() else API_DETECTION_SIZE
+        # None: the backend reads SMARTLOCK_ARCFACE_DETECTION_SIZE itself (and refuses a bad value)
+        return {"arcface": {"detection_size": size}}
 
     @property
     def max_upload_bytes(self) -> int:

@@ -24,9 +24,21 @@ from smartlock.errors import (
 )
 from smartlock.service import create_api_app, json_message
 from smartlock.web.dashboard import Dashboard
-from smartlock.web.routes import door, frames, live, pages, people, signin, system, timeline, webhook
+from smartlock.web.routes import (
+    accounts,
+    door,
+    frames,
+    live,
+    pages,
+    people,
+    signin,
+    system,
+    timeline,
+    webhook,
+)
+from smartlock.web.routes import settings as settings_routes
 from smartlock.web.routes.common import MAX_PHOTO_BYTES, MAX_PHOTOS
-from smartlock.web.routes.guards import csrf_guard, require_session
+from smartlock.web.routes.guards import csrf_guard, require_admin_to_change, require_session
 from smartlock.web.routes.pages import STATIC_DIR
 from smartlock.web.storage import storage_trouble
 
@@ -53,6 +65,8 @@ def body_limit_for(path: str) -> int:
         return SIGN_IN_BODY_BYTES
     if path == "/api/people/enroll":
         return UPLOAD_BODY_BYTES
+    if path == live.LIVE_HOOK_PATH:
+        return live.LIVE_HOOK_BODY_BYTES
     return JSON_BODY_BYTES
 
 
@@ -129,11 +143,17 @@ def create_app(
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(forwarded_allow_ips))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(pages.router)
+    app.include_router(accounts.pages_router)
     app.include_router(signin.router)
-    session = [Depends(require_session), Depends(csrf_guard)]
-    for area in (system, live, door, timeline, people, frames):
+    # reading needs a session; any other method an admin's session (a viewer gets 403), besides the
+    # routes' own Depends(require_admin): nothing that changes state is left to a viewer by omission
+    session = [Depends(require_session), Depends(csrf_guard), Depends(require_admin_to_change)]
+    app.include_router(settings_routes.pages_router)
+    app.include_router(settings_routes.router, dependencies=session)  # before system's PUT /api/settings
+    for area in (system, live, door, timeline, people, frames, accounts):
         app.include_router(area.router, dependencies=session)
     app.include_router(webhook.router)
+    app.include_router(live.hook_router)
     return app
 
 
@@ -141,11 +161,13 @@ def create_webhook_app(dashboard: Dashboard) -> FastAPI:
     """Only the engine's webhook, for `up`'s plain-HTTP loopback listener when the dashboard serves HTTPS."""
     app = create_api_app(
         "smartlock dashboard webhook", "The engine's events.", max_body_bytes=JSON_BODY_BYTES,
-        status_of=status_for, message_of=message_of, docs=False, openapi_url=None,
+        body_limit_for=body_limit_for, status_of=status_for, message_of=message_of, docs=False,
+        openapi_url=None,
     )
     app.state.dashboard = dashboard
     install_storage_handlers(app, dashboard)
     app.include_router(webhook.router)
+    app.include_router(live.hook_router)
     return app
 
 

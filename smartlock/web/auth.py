@@ -1,10 +1,13 @@
-"""Dashboard sign-in: scrypt-hashed password, one-time setup token, expiring sessions, login throttling."""
+"""Dashboard sign-in: the accounts' passwords (smartlock.web.accounts), the one-time setup token, sessions
+kept on disk (only a hash of each token) that expire and survive a restart, and login throttling."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import threading
 import time
@@ -15,65 +18,26 @@ from pathlib import Path
 from smartlock.errors import ConfigError
 from smartlock.fileio import atomic_write
 from smartlock.service.secrets import check_private
+from smartlock.web.accounts import (
+    MAX_PASSWORD_LENGTH,
+    MIN_PASSWORD_LENGTH,
+    AccountStore,
+    check_password_rules,
+    encodable,
+    hash_password,
+    verify_password,
+)
 
-MIN_PASSWORD_LENGTH = 8
-MAX_PASSWORD_LENGTH = 1024
-# scrypt cost: 16 MiB and ~50 ms per check on a Raspberry Pi class CPU; slow enough to hurt guessing.
-SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_DKLEN = 2**14, 8, 1, 32
+__all__ = [
+    "MAX_PASSWORD_LENGTH", "MIN_PASSWORD_LENGTH", "AccountStore", "LoginThrottle", "PasswordStore",
+    "SessionStore", "SetupToken", "check_password_rules", "encodable", "hash_password", "read_password_file",
+    "verify_password",
+]
 
+logger = logging.getLogger(__name__)
 
-def check_password_rules(password: str) -> None:
-    """ConfigError when the password is too short or too long to be accepted."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ConfigError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise ConfigError(f"the password may have at most {MAX_PASSWORD_LENGTH} characters")
-    if not encodable(password):
-        raise ConfigError("the password must be valid Unicode text (no lone surrogates)")
-
-
-def encodable(text: str) -> bool:
-    """False for text UTF-8 cannot encode: JSON may carry lone surrogates ("\\ud800")."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def hash_password(password: str, salt: bytes | None = None) -> dict:
-    """A JSON-able record of the scrypt hash of ``password`` with a random 16-byte salt."""
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    digest = hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=SCRYPT_DKLEN
-    )
-    return {
-        "algorithm": "scrypt",
-        "n": SCRYPT_N,
-        "r": SCRYPT_R,
-        "p": SCRYPT_P,
-        "salt": salt.hex(),
-        "hash": digest.hex(),
-    }
-
-
-def verify_password(password: str, record: dict) -> bool:
-    """True when ``password`` matches the record made by hash_password (constant-time comparison)."""
-    try:
-        if record.get("algorithm") != "scrypt":
-            return False
-        expected = bytes.fromhex(record["hash"])
-        digest = hashlib.scrypt(
-            password.encode("utf-8"),
-            salt=bytes.fromhex(record["salt"]),
-            n=int(record["n"]),
-            r=int(record["r"]),
-            p=int(record["p"]),
-            dklen=len(expected),
-        )
-    except (KeyError, TypeError, ValueError):  # UnicodeEncodeError (a lone surrogate) is a ValueError
-        return False
-    return hmac.compare_digest(digest, expected)
+# The dashboard's password file holds its accounts now; the name stays for the code that makes it.
+PasswordStore = AccountStore
 
 
 def read_password_file(path: Path) -> str:
@@ -89,40 +53,6 @@ def read_password_file(path: Path) -> str:
         raise ConfigError(f"the password file {path} is empty")
     check_password_rules(password)
     return password
-
-
-class PasswordStore:
-    """The dashboard password, stored only as a scrypt hash in a 0600 JSON file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-
-    def is_set(self) -> bool:
-        return self._record() is not None
-
-    def set(self, password: str) -> None:
-        check_password_rules(password)
-        record = hash_password(password)
-        with self._lock:
-            atomic_write(self.path, json.dumps(record).encode("utf-8"), mode=0o600)
-
-    def verify(self, password: str) -> bool:
-        record = self._record()
-        if record is None or len(password) > MAX_PASSWORD_LENGTH:
-            return False
-        return verify_password(password, record)
-
-    def _record(self) -> dict | None:
-        try:
-            record = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as err:
-            raise ConfigError(
-                f"the password file {self.path} is unreadable ({err}); delete it to set a new one"
-            ) from err
-        return record if isinstance(record, dict) else None
 
 
 class SetupToken:
@@ -157,57 +87,106 @@ class SetupToken:
 
 
 class SessionStore:
-    """Random session tokens kept in memory, with an idle timeout and an absolute lifetime."""
+    """Random session tokens with an idle timeout and an absolute lifetime, each bound to an account.
+
+    Only the SHA-256 of a token is kept, in memory and (once ``open`` names a file) in a 0600 JSON file
+    rewritten atomically: a copy of the file gives no cookie that works. Sessions are written when made
+    or ended; activity (for the idle timeout) at most every ``save_every`` seconds. An unreadable file is
+    logged and forgotten (everyone signs in again); a file that cannot be written is logged, and the
+    sessions live on in memory.
+    """
 
     def __init__(
         self,
+        path: Path | None = None,
         idle_timeout: float = 2 * 3600,
         max_age: float = 24 * 3600,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
+        max_sessions: int = 1000,
+        save_every: float = 30.0,
     ) -> None:
         self.idle_timeout = idle_timeout
         self.max_age = max_age
+        self.max_sessions = max_sessions
+        self.save_every = save_every
         self._clock = clock
-        self._sessions: dict[str, tuple[float, float]] = {}  # sha256(token) -> (created, last_seen)
+        # sha256(token) -> [user, epoch, created, last_seen]
+        self._sessions: dict[str, list] = {}
         self._lock = threading.Lock()
+        self._saved_at: float | None = None
+        self._save_failing = False
+        self.path: Path | None = None
+        if path is not None:
+            self.open(path)
+
+    def open(self, path: Path) -> None:
+        """Keep the sessions in ``path`` from now on, starting with those it holds."""
+        with self._lock:
+            self.path = Path(path)
+            loaded = self._load(self.path)
+            loaded.update(self._sessions)
+            self._sessions = loaded
+            self._expire(self._clock())
 
     @staticmethod
     def _key(token: str) -> str:
         return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
-    def create(self) -> str:
+    def create(self, user: str = "", epoch: str = "") -> str:
         token = secrets.token_urlsafe(32)
         now = self._clock()
         with self._lock:
             self._expire(now)
-            self._sessions[self._key(token)] = (now, now)
+            while len(self._sessions) >= self.max_sessions:  # the least recently used goes first
+                del self._sessions[min(self._sessions, key=lambda k: self._sessions[k][3])]
+            self._sessions[self._key(token)] = [user, epoch, now, now]
+            self._save(now)
         return token
 
-    def check(self, token: str | None) -> bool:
-        """True for a live session; also counts as activity for the idle timeout."""
-        if not token:
-            return False
+    def session(self, token: str | None) -> tuple[str, str] | None:
+        """(user, epoch) of a live session; also counts as activity for the idle timeout."""
+        if not token or len(token) > 256:
+            return None
         key = self._key(token)
         now = self._clock()
         with self._lock:
             entry = self._sessions.get(key)
             if entry is None:
-                return False
-            created, last_seen = entry
+                return None
+            user, epoch, created, last_seen = entry
             if now - created > self.max_age or now - last_seen > self.idle_timeout:
                 del self._sessions[key]
-                return False
-            self._sessions[key] = (created, now)
-            return True
+                self._save(now)
+                return None
+            entry[3] = now
+            if self._saved_at is None or now - self._saved_at >= self.save_every:
+                self._save(now)
+            return user, epoch
+
+    def check(self, token: str | None) -> bool:
+        """True for a live session; also counts as activity for the idle timeout."""
+        return self.session(token) is not None
 
     def revoke(self, token: str | None) -> None:
         if token:
             with self._lock:
-                self._sessions.pop(self._key(token), None)
+                if self._sessions.pop(self._key(token), None) is not None:
+                    self._save(self._clock())
+
+    def revoke_user(self, user: str) -> int:
+        """End every session of ``user``; how many there were."""
+        with self._lock:
+            keys = [key for key, entry in self._sessions.items() if entry[0] == user]
+            for key in keys:
+                del self._sessions[key]
+            if keys:
+                self._save(self._clock())
+            return len(keys)
 
     def revoke_all(self) -> None:
         with self._lock:
             self._sessions.clear()
+            self._save(self._clock())
 
     def __len__(self) -> int:
         with self._lock:
@@ -217,11 +196,54 @@ class SessionStore:
     def _expire(self, now: float) -> None:
         dead = [
             key
-            for key, (created, seen) in self._sessions.items()
+            for key, (_, _, created, seen) in self._sessions.items()
             if now - created > self.max_age or now - seen > self.idle_timeout
         ]
         for key in dead:
             del self._sessions[key]
+
+    def _save(self, now: float) -> None:
+        """Write the sessions (lock held); a failure is logged once until a write works again."""
+        if self.path is None:
+            return
+        self._saved_at = now
+        data = {"version": 1, "sessions": self._sessions}
+        try:
+            atomic_write(self.path, json.dumps(data).encode("utf-8"), mode=0o600)
+        except OSError as err:
+            if not self._save_failing:
+                logger.warning("cannot save the dashboard's sessions to %s (%s): they last until the "
+                               "dashboard stops", self.path, err)
+            self._save_failing = True
+            return
+        if self._save_failing:
+            logger.info("the dashboard's sessions are saved again")
+        self._save_failing = False
+
+    def _load(self, path: Path) -> dict[str, list]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as err:
+            logger.warning("the sessions file %s is unreadable (%s): everyone signs in again", path, err)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return {}
+        sessions = data.get("sessions") if isinstance(data, dict) else None
+        if not isinstance(sessions, dict):
+            logger.warning("the sessions file %s holds no sessions: everyone signs in again", path)
+            return {}
+        loaded: dict[str, list] = {}
+        for key, entry in sessions.items():
+            if (isinstance(key, str) and len(key) == 64 and isinstance(entry, list) and len(entry) == 4
+                    and all(isinstance(v, str) for v in entry[:2])
+                    and all(isinstance(v, int | float) and not isinstance(v, bool) for v in entry[2:])):
+                loaded[key] = entry
+        if len(loaded) != len(sessions):
+            logger.warning("the sessions file %s had %d malformed entries: dropped", path,
+                           len(sessions) - len(loaded))
+        return dict(list(loaded.items())[-self.max_sessions:])
 
 
 class LoginThrottle:

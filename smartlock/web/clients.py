@@ -1,9 +1,12 @@
-"""HTTP clients of the dashboard: the camera service's snapshot, health and MJPEG stream."""
+"""HTTP clients of the dashboard: the camera service's snapshot, health and MJPEG stream; the door's audit
+for a period (read through the door client's signed GET /events, page by page)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import httpx
 
@@ -89,3 +92,55 @@ class CameraLink:
 
         content_type = response.headers.get("content-type", "multipart/x-mixed-replace; boundary=FRAME")
         return content_type, body()
+
+
+DOOR_PAGE = 500  # the door's largest page of GET /events
+MAX_DOOR_ROWS = 100_000  # the door keeps at most this many rows by default
+
+
+class DoorEvents(Protocol):
+    """The door client's audit listing (smartlock.door.client.DoorClient.events)."""
+
+    def events(self, limit: int = 50, before: int | None = None) -> dict[str, Any]: ...
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    return None
+
+
+def door_audit(door: DoorEvents, since: float | None = None, until: float | None = None,
+               max_rows: int = MAX_DOOR_ROWS) -> list[dict[str, Any]]:
+    """The door's audit rows of [since, until), oldest first, at most ``max_rows`` (the newest ones): read
+    newest first a page at a time until a row older than ``since``. Raises the client's DoorError."""
+    rows: list[dict[str, Any]] = []
+    before: int | None = None
+    for _ in range(max_rows // DOOR_PAGE + 2):  # bounded: the door's history is bounded too
+        page = door.events(limit=DOOR_PAGE, before=before)
+        events = page.get("events") if isinstance(page, dict) else None
+        if not isinstance(events, list) or not events:
+            break
+        for row in events:
+            if not isinstance(row, dict):
+                continue
+            moment = _seconds(row.get("time"))
+            if moment is None:
+                continue
+            if since is not None and moment < since:
+                return rows[::-1]
+            if until is None or moment < until:
+                rows.append(row)
+                if len(rows) >= max_rows:
+                    return rows[::-1]
+        next_before = page.get("next_before")
+        if not isinstance(next_before, int) or isinstance(next_before, bool):
+            break
+        before = next_before
+    return rows[::-1]

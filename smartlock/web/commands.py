@@ -19,8 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the door locked."
         ),
     )
-    for name in UpSettings.model_fields:
-        UpSettings.add_option(parser, name, **({"metavar": "PIN"} if name == "pin" else {}))
+    for name in UpSettings.model_fields:  # SUPPRESS: a flag not given is absent, so saved settings apply
+        UpSettings.add_option(parser, name, default=argparse.SUPPRESS,
+                              **({"metavar": "PIN"} if name == "pin" else {}))
     parser.set_defaults(func=run)
 
 
@@ -31,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from smartlock.web.up_plan import UpSettings
 
     settings = UpSettings.from_args(args)
+    given = {name for name in UpSettings.model_fields if hasattr(args, name)}
     setup_logging("INFO")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
-    return run_up(settings, settings.data_dir or default_data_dir())
+    return run_up(settings, settings.data_dir or default_data_dir(), given)

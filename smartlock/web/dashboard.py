@@ -14,6 +14,8 @@ from typing import Annotated, Any, Protocol
 from fastapi import Depends, Request
 
 from smartlock.recognition.schemas import Enrollment, Face, Person
+from smartlock.web.accounts import AccountStore
+from smartlock.web.audit import AuditLog
 from smartlock.web.auth import LoginThrottle, PasswordStore, SessionStore, SetupToken
 from smartlock.web.clients import CameraLink
 from smartlock.web.events import EventStore
@@ -47,7 +49,7 @@ class Door(Protocol):
 class Dashboard:
     """Everything the dashboard's routes use; `smartlock up` builds it, tests build it with fakes."""
 
-    passwords: PasswordStore
+    passwords: PasswordStore  # the accounts (smartlock.web.accounts.AccountStore), in the password file
     camera: CameraLink
     recognition: Recognition
     door: Door
@@ -65,10 +67,23 @@ class Dashboard:
     secure_cookies: bool = False  # also Secure on any request that arrives over HTTPS
     storage: StorageWatch = field(default_factory=StorageWatch)
     live: LiveFaces = None  # type: ignore[assignment]  # made from camera and recognition when not given
+    data_dir: Path | None = None  # sessions.json and audit.db; the timeline's folder when not given
+    audit: AuditLog = None  # type: ignore[assignment]  # data_dir/audit.db when not given
 
     def __post_init__(self) -> None:
         if self.live is None:
             self.live = LiveFaces(self.camera, self.recognition)
+        if self.data_dir is None:
+            self.data_dir = self.events.folder
+        if self.sessions.path is None:  # sessions survive a restart of the dashboard
+            self.sessions.open(self.data_dir / "sessions.json")
+        if self.audit is None:
+            self.audit = AuditLog(self.data_dir)
+
+    @property
+    def accounts(self) -> AccountStore:
+        """Who may sign in, and with which role (the password file)."""
+        return self.passwords
 
 
 async def dashboard_of(request: Request) -> Dashboard:

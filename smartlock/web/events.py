@@ -2,7 +2,12 @@
 
 Repeated sightings of the same person (or of strangers) within ``coalesce_seconds`` update the newest row
 (count, best confidence, last time) instead of adding a row per analysed frame, as long as nothing else
-happened in between; unlocks are never merged.
+happened in between; unlocks are never merged in the store: they are grouped into visits when read
+(``visits``: consecutive unlocks of one person at one door, each within ``VISIT_GAP`` of the next), so every
+unlock stays a row of its own and can be listed, exported and shown.
+
+Each row with a picture may also have the faces seen in it (``{id}-faces.json`` beside the pictures: the
+frame's size and each face's label, confidence, box and liveness verdict) for the frame viewer.
 """
 
 from __future__ import annotations
@@ -13,13 +18,19 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from smartlock.fileio import atomic_write
 
 KINDS = ("unlock", "stranger", "sighting", "lock")
 MERGED_KINDS = ("stranger", "sighting")
+VISIT_GAP = 300.0  # s: an unlock this soon after the person's previous one at that door: the same visit
+MAX_VISIT = 500  # unlocks in one visit row (a longer loop starts a new row)
+MAX_EXPORT = 100_000  # rows in one export
+_SIDECARS = (".jpg", "-frame.jpg", "-faces.json")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -50,6 +61,12 @@ class Event:
     thumb: bool
     details: dict
 
+    @property
+    def door(self) -> str | None:
+        """The door the event happened at, when the engine names it (one engine drives one door)."""
+        door = self.details.get("door")
+        return door if isinstance(door, str) else None
+
     def to_api(self) -> dict:
         return {
             "id": self.id,
@@ -61,8 +78,56 @@ class Event:
             "count": self.count,
             "thumb": f"/api/events/{self.id}/thumb.jpg" if self.thumb else None,
             "frame": f"/api/events/{self.id}/frame.jpg" if self.thumb else None,
+            "faces": f"/api/events/{self.id}/faces" if self.thumb else None,
             "details": self.details,
         }
+
+
+@dataclass(frozen=True)
+class Visit:
+    """A timeline row as the Events page shows it: one event, or a visit of several unlocks (newest first)."""
+
+    events: tuple[Event, ...]
+
+    @property
+    def newest(self) -> Event:
+        return self.events[0]
+
+    @property
+    def oldest(self) -> Event:
+        return self.events[-1]
+
+    def continues_with(self, event: Event, gap: float = VISIT_GAP, max_size: int = MAX_VISIT) -> bool:
+        """Whether ``event`` (the next older row) belongs to this visit."""
+        last = self.oldest
+        return (
+            event.kind == "unlock" and last.kind == "unlock" and event.person is not None
+            and event.person == last.person and event.door == last.door
+            and 0 <= last.time - event.last_time <= gap and len(self.events) < max_size
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        """The newest event's row, with ``visit`` (count, first and last time, its unlocks) when grouped."""
+        row = self.newest.to_api()
+        row["visit"] = None if len(self.events) == 1 else {
+            "count": len(self.events),
+            "first_time": self.oldest.time,
+            "last_time": self.newest.last_time,
+            "unlocks": [event.to_api() for event in self.events],
+        }
+        return row
+
+
+def group_visits(events: Iterable[Event], gap: float = VISIT_GAP, max_size: int = MAX_VISIT) -> list[Visit]:
+    """Rows of ``events`` (newest first) with consecutive unlocks of one person at one door, each within
+    ``gap`` s of the next, grouped into one visit."""
+    rows: list[Visit] = []
+    for event in events:
+        if rows and rows[-1].continues_with(event, gap, max_size):
+            rows[-1] = Visit((*rows[-1].events, event))
+        else:
+            rows.append(Visit((event,)))
+    return rows
 
 
 class EventStore:
@@ -122,11 +187,23 @@ class EventStore:
             self._prune()
             return event_id, True
 
-    def attach_images(self, event_id: int, thumb_jpeg: bytes, frame_jpeg: bytes) -> None:
+    def attach_images(self, event_id: int, thumb_jpeg: bytes, frame_jpeg: bytes,
+                      faces: dict[str, Any] | None = None) -> None:
+        """The row's thumbnail and frame, and (``faces``) what the frame viewer draws on the frame."""
+        if faces is not None:
+            atomic_write(self.thumbs / f"{event_id}-faces.json", json.dumps(faces).encode("utf-8"))
         atomic_write(self.thumbs / f"{event_id}.jpg", thumb_jpeg)
         atomic_write(self.thumbs / f"{event_id}-frame.jpg", frame_jpeg)
         with self._lock:
             self._db.execute("UPDATE events SET thumb = 1 WHERE id = ?", (event_id,))
+
+    def faces(self, event_id: int) -> dict[str, Any] | None:
+        """The faces stored with the row's frame (``attach_images``), None when it has none."""
+        try:
+            document = json.loads((self.thumbs / f"{event_id}-faces.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return document if isinstance(document, dict) else None
 
     def image_path(self, event_id: int, frame: bool = False) -> Path | None:
         path = self.thumbs / (f"{event_id}-frame.jpg" if frame else f"{event_id}.jpg")
@@ -164,6 +241,47 @@ class EventStore:
             ).fetchall()
         return [_event(row) for row in rows]
 
+    def visits(
+        self,
+        person: str | None = None,
+        kind: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+        gap: float = VISIT_GAP,
+    ) -> tuple[builtins.list[Visit], int | None]:
+        """At most ``limit`` rows (events or visits), newest first, and the ``before`` of the next page (None
+        at the end). A visit is never cut by a page: the page reads on until its last visit has ended."""
+        limit = max(1, min(500, limit))
+        rows: builtins.list[Visit] = []
+        for event in self._walk(person, kind, before):
+            if rows and rows[-1].continues_with(event, gap):
+                rows[-1] = Visit((*rows[-1].events, event))
+            elif len(rows) == limit:
+                return rows, rows[-1].oldest.id
+            else:
+                rows.append(Visit((event,)))
+        return rows, None
+
+    def _walk(self, person: str | None, kind: str | None, before: int | None) -> Iterator[Event]:
+        """The events, newest first, read a page at a time (the lock is never held between pages)."""
+        while True:
+            page = self.list(person=person, kind=kind, before=before, limit=200)
+            yield from page
+            if len(page) < 200:
+                return
+            before = page[-1].id
+
+    def between(self, since: float | None = None, until: float | None = None,
+                limit: int = MAX_EXPORT) -> builtins.list[Event]:
+        """The events that started in [since, until), oldest first, at most ``limit``."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE (? IS NULL OR time >= ?) AND (? IS NULL OR time < ?) "
+                "ORDER BY time, id LIMIT ?",
+                (since, since, until, until, limit),
+            ).fetchall()
+        return [_event(row) for row in rows]
+
     def people(self) -> builtins.list[str]:
         with self._lock:
             rows = self._db.execute(
@@ -194,7 +312,7 @@ class EventStore:
             return
         old = self._db.execute("SELECT id FROM events ORDER BY id LIMIT ?", (excess,)).fetchall()
         for (old_id,) in old:
-            for suffix in (".jpg", "-frame.jpg"):
+            for suffix in _SIDECARS:
                 with contextlib.suppress(OSError):
                     (self.thumbs / f"{old_id}{suffix}").unlink()
         self._db.execute("DELETE FROM events WHERE id <= ?", (old[-1][0],))

@@ -63,6 +63,24 @@ class _Child:
     reader: threading.Thread | None = None
 
 
+@dataclass
+class ApplyResult:
+    """What ``Supervisor.apply`` did: the parts restarted with their new command lines, or why not."""
+
+    ok: bool
+    restarted: list[str]
+    failed: str | None = None  # the part that did not come up with its new command line
+    reason: str | None = None  # its exit code and last output
+    reverted: bool = True  # on failure: every part touched runs its old command line again
+
+
+@dataclass
+class _ApplyJob:
+    changes: list[tuple[str, list[str]]]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: ApplyResult | None = None
+
+
 def _parent_death_signal() -> Callable[[], None] | None:
     """On Linux, a function that makes the calling (child) process get SIGTERM when its parent dies.
 
@@ -116,6 +134,7 @@ class Supervisor:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._restart_requests: dict[str, list[str] | None] = {}
+        self._apply_jobs: list[_ApplyJob] = []
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
 
@@ -146,6 +165,26 @@ class Supervisor:
         with self._lock:
             self._restart_requests[name] = argv
         self._wake.set()
+
+    def apply(self, changes: Sequence[tuple[str, list[str]]], timeout: float = 600.0) -> ApplyResult:
+        """Restart the named parts, in the order given, with new command lines, and wait until each runs
+        again (a part with a ``before_stop`` hook, the door, is locked first). When one does not come up,
+        every part touched goes back to its old command line and the answer says which failed and why."""
+        for name, _ in changes:
+            if name not in self._children:
+                raise KeyError(name)
+        job = _ApplyJob([(name, list(argv)) for name, argv in changes])
+        if not job.changes:
+            return ApplyResult(ok=True, restarted=[])
+        with self._lock:
+            if self._stopped.is_set() or self._thread is None:
+                return ApplyResult(ok=False, restarted=[], reason="the parts are not running", reverted=True)
+            self._apply_jobs.append(job)
+        self._wake.set()
+        if not job.done.wait(timeout) or job.result is None:
+            return ApplyResult(ok=False, restarted=[], reason="the restart did not finish in time",
+                               reverted=False)
+        return job.result
 
     def argv(self, name: str) -> list[str]:
         return list(self._children[name].spec.argv)
@@ -205,6 +244,7 @@ class Supervisor:
                 self._wake.clear()
                 if self._stop.is_set():
                     break
+                self._handle_apply_jobs()
                 self._handle_restart_requests()
                 self._check_children()
         except Exception:  # the monitor must never die silently: log and stop everything
@@ -212,6 +252,11 @@ class Supervisor:
         finally:
             self._shutdown()
             self._stopped.set()
+            with self._lock:
+                jobs, self._apply_jobs = self._apply_jobs, []
+            for job in jobs:  # stopping: nothing was applied
+                job.result = ApplyResult(ok=False, restarted=[], reason="`up` is stopping")
+                job.done.set()
 
     def _fail(self, child: _Child) -> None:
         process = child.process
@@ -259,6 +304,61 @@ class Supervisor:
             child.backoff = 0.0
             self._spawn(child)
             self._await_ready(child)
+
+    def _handle_apply_jobs(self) -> None:
+        with self._lock:
+            jobs, self._apply_jobs = self._apply_jobs, []
+        for job in jobs:
+            try:
+                job.result = self._apply(job.changes)
+            finally:
+                job.done.set()
+
+    def _apply(self, changes: list[tuple[str, list[str]]]) -> ApplyResult:
+        touched: list[tuple[_Child, list[str]]] = []
+        for name, argv in changes:
+            if self._stop.is_set():
+                break
+            child = self._children[name]
+            touched.append((child, list(child.spec.argv)))
+            logger.info("restarting %s with its new settings", name)
+            self._restart_with(child, argv)
+            if child.state == "running":
+                continue
+            reason = self._why_not_running(child)
+            logger.error("%s did not come up with its new settings (%s): going back to the old ones", name,
+                         reason)
+            for earlier, old_argv in reversed(touched):
+                self._restart_with(earlier, old_argv)
+            reverted = all(earlier.state == "running" for earlier, _ in touched)
+            return ApplyResult(ok=False, restarted=[c.spec.name for c, _ in touched], failed=name,
+                               reason=reason, reverted=reverted)
+        if self._stop.is_set():
+            names = [c.spec.name for c, _ in touched]
+            return ApplyResult(ok=False, restarted=names, reason="`up` is stopping")
+        return ApplyResult(ok=True, restarted=[c.spec.name for c, _ in touched])
+
+    def _restart_with(self, child: _Child, argv: list[str]) -> None:
+        if child.spec.before_stop is not None:
+            try:
+                child.spec.before_stop()
+            except Exception as err:
+                logger.warning("before restarting %s: %s", child.spec.name, err)
+        self._terminate(child)
+        child.spec.argv = list(argv)
+        child.backoff = 0.0
+        child.output.clear()  # what the new command line says, not the old one's last words
+        self._spawn(child)
+        self._await_ready(child)
+
+    def _why_not_running(self, child: _Child) -> str:
+        process = child.process
+        code = process.poll() if process is not None else None
+        if code is not None and child.reader is not None:
+            child.reader.join(timeout=2)
+        tail = " | ".join(list(child.output)[-3:]) or "no output"
+        what = f"exited with code {code}" if code is not None else "did not become ready"
+        return f"{what}; last output: {tail}"
 
     def _check_children(self) -> None:
         now = time.monotonic()

@@ -1,10 +1,12 @@
 """`smartlock up`: every part on this machine as a child process, supervised, behind the dashboard.
 
-The parts run through their own command lines on loopback ports chosen at start (door, recognition,
-camera, engine, collector, in that order); the dashboard on ``--host:--port`` is the only port meant for
-people. Secrets (door key, recognition API key, camera and webhook tokens) are made on first run under
-``<data-dir>/secrets`` with mode 0600 and reach the parts only as the paths of those files. Ctrl-C or
-SIGTERM stops the parts in reverse order and locks the door before stopping it.
+The parts run through their own command lines on loopback ports chosen at start: the door (alone in its
+process: the relay locks on any failure there), then `smartlock vision` (camera, recognition API and engine,
+which also collects frames for enrollment, in one process: a fraction of the memory and CPU of four); the
+dashboard on ``--host:--port`` is the only port meant for people. Secrets (door key, recognition API
+key, camera and webhook tokens) are made on first run under ``<data-dir>/secrets`` with mode 0600 and
+reach the parts only as the paths of those files. Ctrl-C or SIGTERM stops the parts in reverse order and
+locks the door before stopping it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +25,7 @@ from smartlock.service.server import check_tls
 from smartlock.web.up_plan import (
     MOCK_PIN,
     DataLayout,
+    EngineTuning,
     Plan,
     Ports,
     UpSettings,
@@ -30,12 +34,20 @@ from smartlock.web.up_plan import (
     local_host,
     url_host,
 )
+from smartlock.web.up_settings import (
+    SecretFiles,
+    command_line_fields,
+    options_for,
+    secret_files,
+    start_settings,
+    tuning,
+)
 
 if TYPE_CHECKING:
     from smartlock.door.client import DoorClient
     from smartlock.web.auth import PasswordStore
     from smartlock.web.dashboard import Dashboard
-    from smartlock.web.settings import SettingsStore
+    from smartlock.web.settings import SettingsStore, SystemSettings
     from smartlock.web.supervisor import ChildSpec, Supervisor
 
 logger = logging.getLogger("smartlock.up")
@@ -55,15 +67,19 @@ def engine_echo(line: str) -> bool:
     return " INFO " not in line or bool(_NEWS.search(line))
 
 
-def run_up(options: UpSettings, data_dir: Path) -> int:
-    """Start everything, serve the dashboard until Ctrl-C / SIGTERM, then stop everything; the exit code."""
+def run_up(options: UpSettings, data_dir: Path, given: set[str] | None = None) -> int:
+    """Start everything, serve the dashboard until Ctrl-C / SIGTERM, then stop everything; the exit code.
+
+    ``given``: the fields of ``options`` given as flags (they win over the Settings page's saved settings);
+    default: worked out from ``options`` (smartlock.web.up_settings.command_line_fields)."""
     from smartlock.door.auth import load_secret
     from smartlock.door.client import DoorClient
     from smartlock.web.auth import PasswordStore
-    from smartlock.web.settings import SettingsStore
     from smartlock.web.supervisor import Supervisor
+    from smartlock.web.up_settings import Applier
 
-    source, layout, password = _preflight(options, data_dir)
+    start = _preflight(options, data_dir, command_line_fields(options) if given is None else set(given))
+    layout, password, settings = start.layout, start.password, start.store
     held = layout.lock()
     layout.prepare()
     _doctor_warnings(layout)
@@ -73,20 +89,19 @@ def run_up(options: UpSettings, data_dir: Path) -> int:
         logger.info("dashboard password set from %s", options.password_file)
 
     started = time.monotonic()
-    settings = SettingsStore(layout.web / "settings.json")
-    plan = Plan(options, layout, Ports.pick(), source)
+    if settings.from_command_line:
+        logger.info("settings given as flags win over the Settings page's at each start: %s",
+                    ", ".join(sorted(set(settings.from_command_line.values()))))
+    plan = Plan(start.options, layout, Ports.pick(), start.source)
     door_client = DoorClient(plan.door_url, load_secret(layout.door_secret), timeout=2.0, tries=1)
-    supervisor = Supervisor(_child_specs(plan, settings.current.threshold, door_client))
-
-    def on_settings(old: Any, new: Any) -> None:
-        if new.threshold != old.threshold:
-            logger.info("threshold %.2f -> %.2f: restarting the engine", old.threshold, new.threshold)
-            supervisor.restart("engine", plan.engine(new.threshold))
-            if options.collect:
-                supervisor.restart("collector", plan.collector(new.threshold))
-
-    settings.subscribe(on_settings)
+    supervisor = Supervisor(_child_specs(plan, tuning(settings.current), door_client))
     dashboard = _dashboard(plan, passwords, settings, door_client, supervisor)
+    dashboard.events.max_events = settings.current.timeline_max_events
+
+    def apply_live(new: SystemSettings) -> None:
+        dashboard.events.max_events = new.timeline_max_events
+
+    settings.applier = Applier(plan, options, supervisor, settings, start.files, door_client.lock, apply_live)
     server = dashboard_server(dashboard, options)
     hook = HookListener(dashboard, plan.hook_port) if plan.hook_port else None
     watcher = ChildWatcher(supervisor, server, dashboard, plan, started)
@@ -151,13 +166,31 @@ class HookListener:
         self._thread.join(timeout=5)
 
 
-def _preflight(options: UpSettings, data_dir: Path) -> tuple[str | None, DataLayout, str | None]:
-    """Everything that can be wrong before anything starts: (camera source, layout, password or None)."""
+@dataclass
+class StartPoint:
+    """What `up` starts with, once everything that can be wrong before a start has been checked."""
+
+    layout: DataLayout
+    password: str | None
+    store: SettingsStore  # current: the saved settings with the command line's on top
+    options: UpSettings  # `up`'s settings with the Settings page's on top
+    source: str | None  # the camera's --source
+    files: SecretFiles  # the MQTT secret files given as flags
+
+
+def _preflight(options: UpSettings, data_dir: Path, given: set[str]) -> StartPoint:
+    """Everything that can be wrong before anything starts (nothing is created here)."""
     from smartlock.recognition.store import gallery_backend
     from smartlock.web.auth import read_password_file
+    from smartlock.web.settings import SettingsStore
 
-    source = camera_source(options.camera)
     layout = DataLayout(data_dir.expanduser().resolve())
+    store = SettingsStore(layout.web / "settings.json", secrets_dir=layout.secrets)
+    current, flags, flag_files = start_settings(store.saved, options, given)
+    store.start_with(current, flags)
+    files = secret_files(current, flag_files, store)
+    effective = options_for(options, current, files)
+    source = camera_source(effective.camera)
     existing = gallery_backend(layout.model)
     if options.backend and existing and options.backend != existing:
         raise ConfigError(
@@ -167,28 +200,25 @@ def _preflight(options: UpSettings, data_dir: Path) -> tuple[str | None, DataLay
     check_port_free(options.host, options.port)
     check_tls(options.tls_cert, options.tls_key)  # before anything starts
     password = read_password_file(options.password_file) if options.password_file is not None else None
-    return source, layout, password
+    return StartPoint(layout, password, store, effective, source, flag_files)
 
 
-def _child_specs(plan: Plan, threshold: float, door_client: DoorClient) -> list[ChildSpec]:
-    """The parts in start order; the door locks before it is stopped."""
+def _child_specs(plan: Plan, engine: EngineTuning, door_client: DoorClient) -> list[ChildSpec]:
+    """The parts in start order (their command lines: ``Plan.commands``); the door locks before it is
+    stopped or restarted."""
     from smartlock.web.supervisor import ChildSpec
 
     def lock_door() -> None:
         door_client.lock()
         logger.info("door locked")
 
-    specs = [
-        ChildSpec("door", plan.door(), f"http://127.0.0.1:{plan.ports.door}/health", before_stop=lock_door,
-                  echo=service_echo),
-        ChildSpec("recognition", plan.recognition(), f"http://127.0.0.1:{plan.ports.recognition}/health",
-                  ready_timeout=180.0, echo=service_echo),
-        ChildSpec("camera", plan.camera(), f"{plan.camera_base}/health", echo=service_echo),
-        ChildSpec("engine", plan.engine(threshold), settle=3.0, echo=engine_echo),
-    ]
-    if plan.options.collect:
-        specs.append(ChildSpec("collector", plan.collector(threshold), settle=3.0, echo=engine_echo))
-    return specs
+    how: dict[str, dict[str, Any]] = {
+        "door": {"health_url": f"http://127.0.0.1:{plan.ports.door}/health", "before_stop": lock_door,
+                 "echo": service_echo},
+        # the camera's API is served last, after the gallery is loaded: its health means all is up
+        "vision": {"health_url": f"{plan.camera_base}/health", "ready_timeout": 180.0, "echo": engine_echo},
+    }
+    return [ChildSpec(name, argv, **how[name]) for name, argv in plan.commands(engine).items()]
 
 
 def _dashboard(plan: Plan, passwords: PasswordStore, settings: SettingsStore, door_client: DoorClient,

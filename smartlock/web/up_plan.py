@@ -18,20 +18,22 @@ from typing import Any, Literal, TextIO
 
 from pydantic import Field, field_validator
 
-from smartlock.camera.settings import CameraSettings
 from smartlock.config import PartSettings, TlsSettings
 from smartlock.door.settings import DEFAULT_LOCK_DELAY, MAX_LOCK_DELAY, DoorSettings
-from smartlock.engine.settings import CollectorSettings, EngineSettings
+from smartlock.engine.combined import VisionSettings
+from smartlock.engine.settings import (
+    DEFAULT_KEEP_DAYS,
+    DEFAULT_KEEP_UNLOCKS,
+    DEFAULT_THRESHOLD,
+)
 from smartlock.errors import ConfigError
 from smartlock.integrations.settings import MqttSettings
-from smartlock.recognition.settings import RecognitionSettings
 from smartlock.service.secrets import ensure_secret
 
 logger = logging.getLogger("smartlock.up")
 
 MOCK_PIN = 7  # BOARD pin 7 (GPIO4) on gpiozero's simulated pins when no --pin is given
 COLLECT_MIN_CONFIDENCE = 0.5
-COLLECT_FPS = 1.0
 COLLECT_KEEP = 300  # collected frames kept for enrollment (the collector prunes older ones)
 NO_CAMERA_HINT = (
     "no webcam found (tried device 0, /dev/video0). Pass a video file, a folder of images or a stream URL "
@@ -251,10 +253,23 @@ def smartlock_command(part: str, settings: PartSettings) -> list[str]:
     return [sys.executable, "-m", "smartlock", part, *settings.to_argv()]
 
 
-class Plan:
-    """The child settings (and so command lines) and URLs of one `up` run; every part on loopback."""
+@dataclass(frozen=True)
+class EngineTuning:
+    """The engine's settings that are not flags of `up` (the Settings page changes them)."""
 
-    def __init__(self, options: UpSettings, layout: DataLayout, ports: Ports, source: str | None) -> None:
+    threshold: float = DEFAULT_THRESHOLD
+    keep_days: float = DEFAULT_KEEP_DAYS
+    keep_unlocks: int = DEFAULT_KEEP_UNLOCKS
+
+
+class Plan:
+    """The child settings (and so command lines) and URLs of one `up` run; every part on loopback.
+
+    ``commands`` is the one place that says which children run and with which command lines: `up` starts
+    them from it, and the Settings page restarts exactly the children whose command line it changes."""
+
+    def __init__(self, options: UpSettings, layout: DataLayout, ports: Ports, source: str | None,
+                 hook_port: int | None = None) -> None:
         self.options = options
         self.layout = layout
         self.ports = ports
@@ -266,10 +281,21 @@ class Plan:
         self.door_health_url = f"http://127.0.0.1:{ports.door}/health"
         # Under TLS the engine posts its events to a plain-HTTP listener on loopback (the webhook only):
         # the dashboard's certificate names the machine, not 127.0.0.1, and may be self-signed.
-        self.hook_port = free_port() if options.tls else None
+        self.hook_port = hook_port if hook_port is not None else free_port() if options.tls else None
         hook_base = f"http://127.0.0.1:{self.hook_port}" if self.hook_port else \
             f"http://{url_host(local_host(options.host))}:{options.port}"
         self.webhook_url = f"{hook_base}/hooks/engine"
+        self.live_url = f"{hook_base}/hooks/engine/live"  # the analysed frames for the live view
+
+    def with_options(self, options: UpSettings, source: str | None) -> Plan:
+        """The same run (ports, data directory, webhook listener) with other settings of `up`."""
+        return Plan(options, self.layout, self.ports, source, hook_port=self.hook_port)
+
+    def commands(self, tuning: EngineTuning) -> dict[str, list[str]]:
+        """Every child's command line by name, in start order: the door (the relay, alone in its process so
+        it locks on any failure) and `smartlock vision` (camera, recognition API and engine in one process,
+        which also collects frames for enrollment unless --no-collector)."""
+        return {"door": self.door(), "vision": self.vision(tuning)}
 
     def door(self) -> list[str]:
         pin = self.options.pin
@@ -280,25 +306,22 @@ class Plan:
             **self.mqtt("mqtt_images"),
         ))
 
-    def recognition(self) -> list[str]:
-        return smartlock_command("recognition", RecognitionSettings(
-            model=self.layout.model, host="127.0.0.1", port=self.ports.recognition,
-            api_key_file=self.layout.api_key, backend=self.options.backend,
-        ))
-
-    def camera(self) -> list[str]:
-        return smartlock_command("camera", CameraSettings(
-            host="127.0.0.1", port=self.ports.camera, token_file=self.layout.camera_token, source=self.source,
-        ))
-
-    def engine(self, threshold: float) -> list[str]:
-        return smartlock_command("engine", EngineSettings(
-            camera_url=self.stream_url, camera_token_file=self.layout.camera_token,
-            face_recognition_api_url=self.recognition_url, face_recognition_api_key_file=self.layout.api_key,
-            door_api_url=self.door_url, door_secret_file=self.layout.door_secret, threshold=threshold,
-            log_path=self.layout.log, webhook_url=self.webhook_url,
-            webhook_token_file=self.layout.webhook_token,
-            **self.mqtt("mqtt_allow_unlock", "mqtt_unlock_code_file"),
+    def vision(self, tuning: EngineTuning | None = None) -> list[str]:
+        tuning = tuning or EngineTuning()
+        collect: dict[str, Any] = {}
+        if self.options.collect:
+            collect = {"collect_dir": self.layout.collected, "collect_keep_frames": COLLECT_KEEP,
+                       "collect_min_confidence": min(COLLECT_MIN_CONFIDENCE, tuning.threshold),
+                       "collect_max_confidence": tuning.threshold}
+        return smartlock_command("vision", VisionSettings(
+            source=self.source, camera_port=self.ports.camera, recognition_port=self.ports.recognition,
+            backend=self.options.backend, model=self.layout.model, camera_token_file=self.layout.camera_token,
+            face_recognition_api_key_file=self.layout.api_key, door_api_url=self.door_url,
+            door_secret_file=self.layout.door_secret, threshold=tuning.threshold, log_path=self.layout.log,
+            webhook_url=self.webhook_url, live_url=self.live_url,
+            webhook_token_file=self.layout.webhook_token, keep_days=tuning.keep_days,
+            keep_unlocks=tuning.keep_unlocks,
+            **collect, **self.mqtt("mqtt_allow_unlock", "mqtt_unlock_code_file"),
         ))
 
     def mqtt(self, *leave_out: str) -> dict[str, Any]:
@@ -307,11 +330,3 @@ class Plan:
         values = {name: value.resolve() if isinstance(value, Path) else value
                   for name, value in self.options.mqtt_values().items() if name not in leave_out}
         return values if self.options.mqtt_url is not None else {}
-
-    def collector(self, threshold: float) -> list[str]:
-        return smartlock_command("collect", CollectorSettings(
-            min_confidence=min(COLLECT_MIN_CONFIDENCE, threshold), max_confidence=threshold,
-            camera_url=self.stream_url, camera_token_file=self.layout.camera_token,
-            face_recognition_api_url=self.recognition_url, face_recognition_api_key_file=self.layout.api_key,
-            fps=COLLECT_FPS, log_path=self.layout.collected, keep_frames=COLLECT_KEEP,
-        ))

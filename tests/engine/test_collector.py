@@ -17,7 +17,7 @@ from tests.engine.fakes import ClockStop, EndlessFrames, ScriptedRecognizer, alw
 from tests.support import ManualClock
 
 SEED_NAME = re.compile(
-    r"^(?P<label>.+)-(?P<confidence>\d\.\d\d)-\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d\d:\d\d(-\d+)?\.jpeg$"
+    r"^(?P<label>.+)-(?P<confidence>\d\.\d\d)-\d{8}T\d{6}Z(-\d+)?\.jpeg$"  # ISO 8601 basic, UTC
 )
 
 
@@ -42,12 +42,13 @@ def test_saves_a_frame_in_the_band_with_the_seed_name_crop_and_sidecar(tmp_path:
     assert match and (match["label"], match["confidence"]) == ("alice", "0.72")  # best face in the band
     saved = cv2.imread(str(path))
     assert saved.shape == (720, 1280, 3)  # full resolution, like the seed
-    assert saved[:, :600].mean() < 20 and saved[:, 700:].mean() > 180  # mirrored, like the seed
+    assert saved[:, :600].mean() > 180 and saved[:, 700:].mean() < 20  # as the camera saw it, not mirrored
     sidecar = json.loads(path.with_name(path.name[: -len(".jpeg")] + ".json").read_text())
     assert sidecar["frame"] == path.name and sidecar["captured"] == 1700000000.5
     assert [f["in_band"] for f in sidecar["faces"]] == [False, True, True]
-    # boxes are in the saved frame's pixels: the API saw it at 640x360, half the size
-    assert sidecar["faces"][1]["bounding_box"] == {"left": 20.0, "top": 40.0, "right": 100.0, "bottom": 140.0}
+    # boxes are in the saved frame's pixels: the API saw it mirrored at 640x360, half the size
+    assert sidecar["faces"][1]["bounding_box"] == {"left": 1180.0, "top": 40.0, "right": 1260.0,
+                                                   "bottom": 140.0}
     crops = [f["crop"] for f in sidecar["faces"]]
     assert crops[0] is None and crops[1].endswith(".face-1.jpeg") and crops[2].endswith(".face-2.jpeg")
     crop = cv2.imread(str(tmp_path / crops[1]))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 from smartlock.engine.files import (
@@ -15,7 +16,9 @@ from smartlock.engine.files import (
     crop_name,
     find_unlock_frame,
     list_unlock_frames,
+    name_timestamp,
     prune_collected,
+    read_unlock_frame,
     sidecar_path,
     unlock_frame,
     write_collected,
@@ -109,3 +112,70 @@ def test_prune_collected_never_deletes_pictures_it_did_not_write(tmp_path: Path)
     frames = [collect(tmp_path, "alice", 0.7, seconds_ago, crops=0) for seconds_ago in (200, 100)]
     assert prune_collected(tmp_path, keep=1, keep_days=1) == 1
     assert holiday.exists() and frames[-1].exists() and not frames[0].exists()
+
+
+SHELL_SAFE = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def test_names_are_iso_basic_utc_and_shell_friendly(tmp_path: Path) -> None:
+    moment = datetime(2026, 11, 29, 10, 31, 17, 640000, tzinfo=UTC)
+    assert name_timestamp(moment) == "20261129T103117Z"
+    assert name_timestamp(moment.timestamp()) == "20261129T103117Z"
+    assert datetime.fromisoformat(name_timestamp(moment)) == moment.replace(microsecond=0)
+
+    first = write_unlock_frame(tmp_path, JPEG, {"faces": []})
+    second = write_unlock_frame(tmp_path, JPEG, {"faces": []})  # in the same second, most likely
+    for folder in (first, second):
+        assert SHELL_SAFE.fullmatch(folder.name), folder.name
+        assert re.fullmatch(r"\d{8}T\d{6}Z(-\d+)?", folder.name)
+    assert first != second
+
+    # the collector's names, whether it passes a time (in any ISO form) or not
+    expected = {"2026-11-29 11:31:17+01:00": "Al Gore-0.90-20261129T103117Z.jpeg",
+                "20261129T103117Z": "Al Gore-0.90-20261129T103117Z-2.jpeg"}  # same second: a suffix
+    for timestamp in (None, *expected):
+        frame = collected_path(tmp_path / "c", "Al Gore", 0.9, timestamp)
+        assert " " not in frame.name.replace("Al Gore", "") and ":" not in frame.name
+        if timestamp:
+            assert frame.name == expected[timestamp]
+        write_collected(frame, JPEG, {"frame": frame.name, "faces": []})
+    frames = collected_frames(tmp_path / "c")
+    assert len(frames) == 3 and {f.label for f in frames} == {"Al Gore"}
+    assert any(f.name == "Al Gore-0.90-20261129T103117Z-2.jpeg" for f in frames)
+
+
+def test_old_local_time_folder_and_file_names_are_still_read(tmp_path: Path) -> None:
+    """Installations from before the basic names keep their unlock frames and collected frames."""
+    when = datetime(2026, 11, 29, 10, 31, 17).astimezone()
+    old = tmp_path / "unlock-frames" / when.isoformat(" ")  # 2026-11-29 10:31:17+00:00
+    old.mkdir(parents=True)
+    (old / "frame.jpeg").write_bytes(JPEG)
+    (old / "faces.json").write_text(json.dumps({"faces": [api_face("alice", 0.9)]}))
+    found = find_unlock_frame(tmp_path, when.timestamp() + 1.2)
+    assert found is not None and found.folder == old and found.faces[0].label == "alice"
+    assert find_unlock_frame(tmp_path, when.timestamp(), old.name) == found  # named by the event
+    twin = old.with_name(f"{old.name}-2")  # two in one second, old style
+    old.rename(twin)
+    assert find_unlock_frame(tmp_path, when.timestamp()) is not None
+
+    new = tmp_path / "unlock-frames" / name_timestamp(when.timestamp() + 10)
+    new.mkdir()
+    (new / "frame.jpeg").write_bytes(JPEG)
+    by_time = find_unlock_frame(tmp_path, when.timestamp() + 10.5)
+    assert by_time is not None and by_time.folder == new
+    assert find_unlock_frame(tmp_path, when.timestamp() + 100) is None
+
+    collected = tmp_path / "collected"
+    collected.mkdir()
+    legacy = collected / "bob-0.81-2026-11-29 10:31:17+00:00.jpeg"
+    legacy.write_bytes(JPEG)
+    assert [(f.label, f.confidence, f.taken) for f in collected_frames(collected)] == [
+        ("bob", 0.81, "2026-11-29 10:31:17+00:00")]
+
+
+def test_each_face_keeps_its_liveness_verdict_when_saved(tmp_path: Path) -> None:
+    faces = [{**api_face("alice", 0.93), "liveness": {"live": True, "score": 0.97}}, api_face("bob", 0.4)]
+    folder = write_unlock_frame(tmp_path, JPEG, {"faces": faces})
+    saved = read_unlock_frame(folder)
+    assert saved is not None and [f.label for f in saved.faces] == ["alice", "bob"]
+    assert saved.liveness == [{"live": True, "score": 0.97}, None]

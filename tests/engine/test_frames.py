@@ -341,3 +341,49 @@ def test_a_reader_without_a_token_warns_that_frames_are_not_authenticated(
     assert reader.rejected is None
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert sum("NOT authenticated" in message for message in warnings) == 1
+
+
+# -- reduced decoding --------------------------------------------------------------------------------
+
+
+def sized_app(size: tuple[int, int], frames: int = 200):
+    """An MJPEG server of ``size`` frames (a gradient, so scaling shows)."""
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    from smartlock.camera.mjpeg import CONTENT_TYPE, build_part
+
+    ramp = np.linspace(0, 255, size[0], dtype=np.float32)
+    image = np.repeat(np.repeat(ramp[None, :, None], size[1], axis=0), 3, axis=2).astype(np.uint8)
+    jpeg = encode_jpeg_bgr(image)
+    app = FastAPI()
+
+    @app.get("/stream.mjpg")
+    def stream() -> StreamingResponse:
+        def generate() -> Iterator[bytes]:
+            for _ in range(frames):
+                yield build_part(jpeg, time.time())
+                time.sleep(0.03)
+
+        return StreamingResponse(generate(), media_type=CONTENT_TYPE)
+
+    return app
+
+
+@pytest.mark.parametrize(("size", "analysis_size", "expected"), [
+    ((1280, 720), (640, 360), (360, 640, 3)),  # half
+    ((2560, 1440), (640, 360), (360, 640, 3)),  # a quarter
+    ((1280, 720), None, (720, 1280, 3)),  # no analysis size: full size, as before
+    ((800, 600), (640, 360), (600, 800, 3)),  # not twice the analysis size: full size
+])
+@pytest.mark.parametrize("with_opener", [False, True])
+def test_the_reader_decodes_large_frames_reduced_to_the_analysis_size(
+    size: tuple[int, int], analysis_size: tuple[int, int] | None, expected: tuple[int, int, int],
+    with_opener: bool,
+) -> None:
+    with uvicorn_server(sized_app(size)) as base:
+        url = f"{base}/stream.mjpg"
+        opener = {"opener": StreamOpener()} if with_opener else {}
+        with LatestFrameReader(url, analysis_size=analysis_size, **opener) as reader:
+            frame = reader.wait_newer(0, timeout=20)
+    assert frame is not None and frame.image.shape == expected

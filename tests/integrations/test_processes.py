@@ -65,7 +65,7 @@ def test_up_passes_mqtt_to_door_and_engine_by_file(tmp_path: Path) -> None:
                          mqtt_allow_unlock=True, mqtt_unlock_code_file=code, mqtt_images=True,
                          door_name="hall", data_dir=tmp_path)
     plan = Plan(options, DataLayout(tmp_path), Ports.pick(), "video.mp4")
-    door, engine = plan.door(), plan.engine(0.8)
+    door, engine = plan.door(), plan.vision()
     for argv in (door, engine):
         assert argv[argv.index("--mqtt-url") + 1] == "mqtt://ha@192.0.2.1:1884"
         assert argv[argv.index("--mqtt-password-file") + 1] == str(password.resolve())
@@ -75,4 +75,4 @@ def test_up_passes_mqtt_to_door_and_engine_by_file(tmp_path: Path) -> None:
     assert door[door.index("--mqtt-unlock-code-file") + 1] == str(code.resolve())
     assert "--mqtt-images" in engine and "--mqtt-allow-unlock" not in engine
     plain = Plan(UpSettings(data_dir=tmp_path), DataLayout(tmp_path), Ports.pick(), "video.mp4")
-    assert not [arg for arg in plain.door() + plain.engine(0.8) if arg.startswith("--mqtt")]
+    assert not [arg for arg in plain.door() + plain.vision() if arg.startswith("--mqtt")]

@@ -19,6 +19,7 @@ from tests.web.media import person_video
 
 PERSON = "Ahmed_Chalabi"  # photos 1-3 enrol, photo 4 on the video is recognised (see tests/web/test_browser)
 PASSWORD = "front door 2024!"
+USERNAME = "admin"  # --password-file sets the password of the admin account "admin"
 EVENT, STATE, SWITCH = "smartlock/front/event", "smartlock/front/state", "smartlock/front/face_unlock"
 
 
@@ -59,7 +60,8 @@ def test_up_real_unlock_on_the_broker(tmp_path: Path, broker, recorder, faces_di
     try:
         wait_until_up(f"{base}/api/auth/state", timeout=60, process=process)
         client = httpx.Client(base_url=base, headers={"X-Smartlock-Request": "1"}, timeout=60)
-        assert client.post("/api/auth/login", json={"password": PASSWORD}).status_code == 200
+        assert client.post("/api/auth/login", json={"username": USERNAME, "password": PASSWORD}
+                       ).status_code == 200
         wait_for(lambda: all(c["state"] == "running" for c in client.get("/api/system").json()["children"]),
                  timeout=120, interval=0.5, what="every part running")
         wait_for(lambda: client.get("/api/system").json()["mqtt"] == "connected", timeout=30,

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.support import free_port
-from tests.web.conftest import PASSWORD
+from tests.web.conftest import CREDENTIALS
 from tests.web.serve_dashboard import dashboard_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -73,7 +73,7 @@ def test_huge_unauthenticated_bodies_are_refused_early_with_bounded_memory(tmp_p
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, headers={"X-Smartlock-Request": "1"}) as warm:
             # one real sign-in first: scrypt's 16 MB belong in the baseline, not in the growth
-            assert warm.post("/api/auth/login", json={"password": PASSWORD}).status_code == 200
+            assert warm.post("/api/auth/login", json=CREDENTIALS).status_code == 200
         before = memory(process.pid)
 
         attacks = [
@@ -98,5 +98,5 @@ def test_huge_unauthenticated_bodies_are_refused_early_with_bounded_memory(tmp_p
 
         with httpx.Client(base_url=base, headers={"X-Smartlock-Request": "1"}) as client:
             # nothing changed: no failure was counted, nothing was enrolled, the password is the same
-            assert client.post("/api/auth/login", json={"password": PASSWORD}).status_code == 200
+            assert client.post("/api/auth/login", json=CREDENTIALS).status_code == 200
             assert client.get("/api/people").json() == {"people": []}

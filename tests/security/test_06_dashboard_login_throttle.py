@@ -10,14 +10,16 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from smartlock.web.accounts import Account
 from smartlock.web.auth import PasswordStore
 from smartlock.web.routes.guards import CSRF_HEADER
 from tests.support import wait_for
-from tests.web.conftest import PASSWORD
+from tests.web.conftest import PASSWORD, USERNAME
 from tests.web.serve_dashboard import fake_dashboard, served
 
 pytestmark = pytest.mark.timeout(120)
@@ -35,18 +37,19 @@ class GatedPasswords(PasswordStore):
         self.gate.set()
         self._count = threading.Lock()
 
-    def verify(self, password: str) -> bool:
+    def authenticate(self, name: Any, password: Any) -> Account | None:
         with self._count:
             self.checks += 1
         assert self.gate.wait(timeout=60), "the test never opened the gate"
-        return super().verify(password)
+        return super().authenticate(name, password)
 
 
 def login(url: str, password: str, forwarded_for: str | None = None) -> httpx.Response:
     headers = {CSRF_HEADER: "1"}
     if forwarded_for is not None:
         headers["X-Forwarded-For"] = forwarded_for
-    return httpx.post(f"{url}/api/auth/login", json={"password": password}, headers=headers, timeout=60)
+    body = {"username": USERNAME, "password": password}
+    return httpx.post(f"{url}/api/auth/login", json=body, headers=headers, timeout=60)
 
 
 def test_rotating_x_forwarded_for_does_not_reset_the_throttle(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from smartlock.web.routes.guards import CSRF_HEADER
-from tests.web.conftest import PASSWORD, WEBHOOK_TOKEN
+from tests.web.conftest import CREDENTIALS, PASSWORD, USERNAME, WEBHOOK_TOKEN
 from tests.web.serve_dashboard import fake_dashboard, served
 
 pytestmark = pytest.mark.timeout(120)
@@ -44,9 +44,10 @@ def test_a_surrogate_setup_token_or_password_is_refused_and_the_link_still_works
 def test_surrogate_passwords_never_sign_in_or_change_the_password(tmp_path: Path) -> None:
     dashboard = fake_dashboard(tmp_path)
     with served(dashboard) as url, httpx.Client(base_url=url) as client:
-        assert post(client, "/api/auth/login", f'{{"password": "{SURROGATE}x"}}').status_code == 401
+        surrogate = f'{{"username": "{USERNAME}", "password": "{SURROGATE}x"}}'
+        assert post(client, "/api/auth/login", surrogate).status_code == 401
         assert len(dashboard.sessions) == 0
-        assert client.post("/api/auth/login", json={"password": PASSWORD}, headers=JSON).status_code == 200
+        assert client.post("/api/auth/login", json=CREDENTIALS, headers=JSON).status_code == 200
         wrong = post(client, "/api/auth/password", f'{{"current": "{SURROGATE}", "new": "another one 2"}}')
         assert wrong.status_code == 403
         bad_new = post(client, "/api/auth/password",
@@ -59,7 +60,7 @@ def test_surrogate_passwords_never_sign_in_or_change_the_password(tmp_path: Path
 def test_huge_ids_and_surrogate_events_are_4xx(tmp_path: Path) -> None:
     dashboard = fake_dashboard(tmp_path)
     with served(dashboard) as url, httpx.Client(base_url=url) as client:
-        assert client.post("/api/auth/login", json={"password": PASSWORD}, headers=JSON).status_code == 200
+        assert client.post("/api/auth/login", json=CREDENTIALS, headers=JSON).status_code == 200
         huge = "99999999999999999999"
         for path in (f"/api/events?before={huge}", f"/api/door/events?before={huge}",
                      "/api/events?before=9223372036854775808"):

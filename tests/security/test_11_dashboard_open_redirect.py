@@ -16,7 +16,7 @@ import pytest
 
 from smartlock.web.routes.guards import CSRF_HEADER, safe_next
 from smartlock.web.routes.pages import STATIC_DIR
-from tests.web.conftest import PASSWORD
+from tests.web.conftest import CREDENTIALS, PASSWORD, USERNAME
 from tests.web.serve_dashboard import fake_dashboard, served
 
 pytestmark = pytest.mark.timeout(180)
@@ -33,12 +33,12 @@ def test_sign_in_leads_only_to_own_paths(tmp_path: Path) -> None:
     dashboard = fake_dashboard(tmp_path)
     with served(dashboard) as url, httpx.Client(base_url=url, headers={CSRF_HEADER: "1"}) as client:
         for target in FOREIGN:
-            answer = client.post("/api/auth/login", json={"password": PASSWORD, "next": target})
+            answer = client.post("/api/auth/login", json={**CREDENTIALS, "next": target})
             assert answer.status_code == 200 and answer.json()["next"] == "/", target
             page = client.get(f"/login?next={quote(target, safe='')}")
             assert page.status_code == 303 and page.headers["location"] == "/", target
         for target in OWN:
-            assert client.post("/api/auth/login", json={"password": PASSWORD, "next": target}
+            assert client.post("/api/auth/login", json={**CREDENTIALS, "next": target}
                                ).json()["next"] == target
             assert client.get(f"/login?next={quote(target, safe='')}").headers["location"] == target
         assert client.get("/").headers["location"] == "/live"  # where "/" leads a signed-in browser
@@ -60,6 +60,7 @@ def test_sign_in_in_a_browser_stays_on_the_dashboard(tmp_path: Path) -> None:
             for target in ("/\\evil.example/x", "/%5Cevil.example", "/\t/evil.example"):
                 page = browser.new_page()
                 page.goto(f"{url}/login?next={quote(target, safe='')}")
+                page.fill("#username", USERNAME)
                 page.fill("#password", PASSWORD)
                 page.click("button[type=submit]")
                 page.wait_for_url(f"{url}/live")  # "/" -> /live, on the dashboard

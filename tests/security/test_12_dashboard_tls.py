@@ -19,7 +19,7 @@ import pytest
 
 from smartlock.web.routes.guards import COOKIE, CSRF_HEADER
 from tests.support import free_port
-from tests.web.conftest import PASSWORD
+from tests.web.conftest import CREDENTIALS
 from tests.web.serve_dashboard import dashboard_process, fake_dashboard, served
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -49,13 +49,13 @@ def test_https_dashboard_sets_a_secure_cookie(tmp_path: Path, certificate: tuple
     with dashboard_process(tmp_path / "data", port, *flags, log=tmp_path / "dashboard.log", verify=trust):
         with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=trust,
                           headers={CSRF_HEADER: "1"}) as client:
-            answer = client.post("/api/auth/login", json={"password": PASSWORD})
+            answer = client.post("/api/auth/login", json=CREDENTIALS)
             assert answer.status_code == 200
             cookie = answer.headers["set-cookie"]
             assert cookie.startswith(f"{COOKIE}=") and "Secure" in cookie and "HttpOnly" in cookie
             assert client.get("/api/system").status_code == 200  # the session works over HTTPS
         with pytest.raises(httpx.HTTPError):
-            httpx.post(f"http://127.0.0.1:{port}/api/auth/login", json={"password": PASSWORD},
+            httpx.post(f"http://127.0.0.1:{port}/api/auth/login", json=CREDENTIALS,
                        headers={CSRF_HEADER: "1"}, timeout=5)  # no clear-text service on that port
         with pytest.raises(httpx.HTTPError):  # and the certificate is what a client checks
             httpx.get(f"https://127.0.0.1:{port}/api/auth/state", timeout=5)
@@ -64,7 +64,7 @@ def test_https_dashboard_sets_a_secure_cookie(tmp_path: Path, certificate: tuple
 def test_plain_http_cookie_is_not_secure(tmp_path: Path) -> None:
     dashboard = fake_dashboard(tmp_path)
     with served(dashboard) as url:
-        answer = httpx.post(f"{url}/api/auth/login", json={"password": PASSWORD}, headers={CSRF_HEADER: "1"})
+        answer = httpx.post(f"{url}/api/auth/login", json=CREDENTIALS, headers={CSRF_HEADER: "1"})
         assert answer.status_code == 200 and "secure" not in answer.headers["set-cookie"].lower()
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from smartlock.web.routes.guards import CSRF_HEADER
 from tests.support import free_port
-from tests.web.conftest import PASSWORD, WEBHOOK_TOKEN
+from tests.web.conftest import CREDENTIALS, WEBHOOK_TOKEN
 from tests.web.serve_dashboard import dashboard_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -65,7 +65,7 @@ def test_full_disk_is_a_503_logged_once_and_reading_goes_on(tmp_path: Path) -> N
             dashboard_process(tmp_path / "data", port, "--web-dir", str(disk / "web"), log=log):
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={CSRF_HEADER: "1"}, timeout=10)
         hook = {"authorization": f"Bearer {WEBHOOK_TOKEN}"}
-        assert client.post("/api/auth/login", json={"password": PASSWORD}).status_code == 200
+        assert client.post("/api/auth/login", json=CREDENTIALS).status_code == 200
         assert client.post("/hooks/engine", json=event("before"), headers=hook).status_code == 200
         filler = fill(disk)
 

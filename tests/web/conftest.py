@@ -24,6 +24,8 @@ from tests.support import ManualClock, uvicorn_server
 from tests.web.fakes import FakeDoor, FakeRecognition, StillSource, jpeg
 
 PASSWORD = "correct horse battery"
+USERNAME = "admin"  # the admin account PASSWORD belongs to (the password file's first account)
+CREDENTIALS = {"username": USERNAME, "password": PASSWORD}  # the body of a sign-in
 CAMERA_TOKEN = "camera-secret-token"
 WEBHOOK_TOKEN = "webhook-secret-token"
 
@@ -41,7 +43,7 @@ class System:
         """A browser-like client: sends the anti-CSRF header; signed in unless asked otherwise."""
         client = httpx.Client(base_url=self.url, headers={CSRF_HEADER: "1"}, timeout=10)
         if signed_in:
-            response = client.post("/api/auth/login", json={"password": PASSWORD})
+            response = client.post("/api/auth/login", json=CREDENTIALS)
             assert response.status_code == 200, response.text
         return client
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from smartlock.web.routes.guards import COOKIE, CSRF_HEADER
-from tests.web.conftest import PASSWORD, System
+from tests.web.conftest import CREDENTIALS, PASSWORD, USERNAME, System
 
 PAGES = ["/live", "/events", "/people", "/calibration"]
 APIS = [
@@ -39,7 +39,7 @@ def test_every_api_needs_a_session(system: System, method: str, path: str) -> No
 
 def test_sign_in_sets_a_strict_httponly_cookie_and_opens_the_pages(system: System) -> None:
     client = system.client(signed_in=False)
-    response = client.post("/api/auth/login", json={"password": PASSWORD})
+    response = client.post("/api/auth/login", json=CREDENTIALS)
     assert response.status_code == 200
     cookie = response.headers["set-cookie"]
     assert cookie.startswith(f"{COOKIE}=")
@@ -55,11 +55,11 @@ def test_sign_in_sets_a_strict_httponly_cookie_and_opens_the_pages(system: Syste
 def test_wrong_passwords_are_refused_then_throttled(system: System) -> None:
     client = system.client(signed_in=False)
     for _ in range(10):
-        response = client.post("/api/auth/login", json={"password": "not the password"})
+        response = client.post("/api/auth/login", json={"username": USERNAME, "password": "not the password"})
         assert response.status_code == 401
-        assert response.json()["message"] == "wrong password"
+        assert response.json()["message"] == "wrong password or user name"
         assert "set-cookie" not in response.headers
-    blocked = client.post("/api/auth/login", json={"password": PASSWORD})  # even the right one, for a while
+    blocked = client.post("/api/auth/login", json=CREDENTIALS)  # even the right one, for a while
     assert blocked.status_code == 429
     assert int(blocked.headers["retry-after"]) > 0
     assert client.post("/api/auth/login", json={"nope": 1}).status_code == 429
@@ -74,7 +74,7 @@ def test_state_changes_need_the_csrf_header_and_the_same_origin(system: System) 
     response = client.post("/api/door/lock", headers={"Origin": "http://evil.example"})
     assert response.status_code == 403
     assert system.door.locks == 0
-    assert bare.post("/api/auth/login", json={"password": PASSWORD}).status_code == 403  # login CSRF too
+    assert bare.post("/api/auth/login", json=CREDENTIALS).status_code == 403  # login CSRF too
     assert client.post("/api/door/lock", headers={"Origin": system.url}).status_code == 200
     assert system.door.locks == 1
 
@@ -96,7 +96,7 @@ def test_first_run_setup_link(system: System) -> None:
     client = system.client(signed_in=False)
     page = client.get("/login")
     assert "setup link" in page.text  # explains where the link is
-    assert client.post("/api/auth/login", json={"password": PASSWORD}).status_code == 409
+    assert client.post("/api/auth/login", json=CREDENTIALS).status_code == 409
     assert client.get("/setup").status_code == 200
     wrong = client.post("/api/auth/setup", json={"token": "guess", "password": "long enough pw"})
     assert wrong.status_code == 403

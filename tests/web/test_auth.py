@@ -55,7 +55,8 @@ def test_password_store_keeps_only_a_hash_in_a_private_file(tmp_path) -> None:
     assert not store.verify("wrong horse battery")
     text = store.path.read_text()
     assert "correct horse" not in text
-    assert json.loads(text)["algorithm"] == "scrypt"
+    (admin,) = json.loads(text)["accounts"].values()  # the password of the admin account "admin"
+    assert admin["password"]["algorithm"] == "scrypt" and admin["role"] == "admin"
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     assert [p.name for p in store.path.parent.iterdir()] == ["password.json"]  # no temp file left
 

@@ -23,7 +23,7 @@ from smartlock.web.frame_stores import CaptureStore, CollectedFrames
 from smartlock.web.routes.guards import COOKIE, CSRF_HEADER
 from smartlock.web.settings import SettingsStore
 from tests.support import uvicorn_server
-from tests.web.conftest import CAMERA_TOKEN, PASSWORD, WEBHOOK_TOKEN
+from tests.web.conftest import CAMERA_TOKEN, CREDENTIALS, PASSWORD, WEBHOOK_TOKEN
 from tests.web.fakes import FakeDoor, FakeRecognition
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -52,7 +52,7 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path, camera_url: str) -> 
     )
     dashboard.events.add("unlock", "ada", 0.95)
     with uvicorn_server(create_app(dashboard, openapi=True), health_path="/api/auth/state") as url:
-        login = httpx.post(f"{url}/api/auth/login", json={"password": PASSWORD}, headers={CSRF_HEADER: "1"})
+        login = httpx.post(f"{url}/api/auth/login", json=CREDENTIALS, headers={CSRF_HEADER: "1"})
         assert login.status_code == 200
         cookie = login.cookies[COOKIE]
         command = [

@@ -25,6 +25,10 @@ def lines(log: Path) -> list[list[str]]:
     return [line.split() for line in log.read_text().splitlines()] if log.exists() else []
 
 
+def at_least(count: int, found: list) -> list | None:
+    return found if len(found) >= count else None
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -56,7 +60,8 @@ def test_starts_in_order_waits_for_health_and_stops_in_reverse(log: Path) -> Non
     supervisor.start()
     try:
         assert supervisor.wait_ready(30)
-        events = lines(log)
+        # "running" after the settle time: under load the child may not have written its line yet
+        events = wait_for(lambda: at_least(2, lines(log)), timeout=20)
         assert [e[:2] for e in events] == [["start", "door"], ["start", "engine"]]
         # the engine started only after the door answered its health URL (0.5 s after it started)
         assert float(events[1][3]) - float(events[0][3]) >= 0.5
@@ -113,7 +118,7 @@ def test_a_child_ignoring_sigterm_is_killed(log: Path) -> None:
                                        stop_timeout=1.0)], output=io.StringIO())
     supervisor.start()
     assert supervisor.wait_ready(20)
-    pid = int(lines(log)[0][2])
+    pid = int(wait_for(lambda: lines(log), timeout=20)[0][2])
     supervisor.stop()
     assert ["ignored", "stubborn"] in [e[:2] for e in lines(log)]
     assert not pid_alive(pid)
@@ -165,7 +170,7 @@ def test_children_die_with_the_supervisor_process(tmp_path, log: Path) -> None:
     runner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert runner.stdout.readline().strip() == "ready"
-        pid = int(lines(log)[0][2])
+        pid = int(wait_for(lambda: lines(log), timeout=20)[0][2])
         runner.kill()
         runner.wait(10)
         wait_for(lambda: not pid_alive(pid), timeout=10)
@@ -173,3 +178,61 @@ def test_children_die_with_the_supervisor_process(tmp_path, log: Path) -> None:
     finally:
         runner.kill()
         runner.wait(10)
+
+
+def test_apply_restarts_only_the_named_parts_and_waits_for_them(log: Path) -> None:
+    port = free_port()
+    locks: list[str] = []
+    door_v1 = child("door", log, "--port", str(port))
+    supervisor = Supervisor([
+        ChildSpec("door", door_v1, health_url=f"http://127.0.0.1:{port}/health",
+                  before_stop=lambda: locks.append("lock")),
+        ChildSpec("engine", child("engine", log), settle=0.2),
+    ], output=io.StringIO())
+    supervisor.start()
+    try:
+        assert supervisor.wait_ready(30)
+        before = {row["name"]: row["pid"] for row in supervisor.status()}
+        result = supervisor.apply([("door", child("door-v2", log, "--port", str(port)))])
+        # synchronous: when it returns, the new door runs (answers its health URL)
+        assert result.ok and result.restarted == ["door"] and result.failed is None
+        after = {row["name"]: row["pid"] for row in supervisor.status()}
+        assert after["engine"] == before["engine"] and after["door"] not in (None, before["door"])
+        assert supervisor.argv("door")[3] == "door-v2"
+        assert locks == ["lock"]  # the door is locked before it is stopped for a restart
+        assert supervisor.apply([]).ok
+        with pytest.raises(KeyError):
+            supervisor.apply([("nobody", ["x"])])
+    finally:
+        supervisor.stop()
+
+
+def test_a_failed_apply_puts_every_touched_part_back(log: Path) -> None:
+    port = free_port()
+    locks: list[str] = []
+    door_v1 = child("door", log, "--port", str(port))
+    engine_v1 = child("engine", log)
+    supervisor = Supervisor([
+        ChildSpec("door", door_v1, health_url=f"http://127.0.0.1:{port}/health",
+                  before_stop=lambda: locks.append("lock")),
+        ChildSpec("engine", engine_v1, settle=0.3),
+    ], output=io.StringIO())
+    supervisor.start()
+    try:
+        assert supervisor.wait_ready(30)
+        result = supervisor.apply([
+            ("door", child("door-v2", log, "--port", str(port))),
+            ("engine", child("engine-bad", log, "--exit-after", "0", "--code", "2")),
+        ])
+        assert not result.ok and result.failed == "engine" and result.reverted
+        assert result.restarted == ["door", "engine"]
+        reason = result.reason or ""
+        assert "exited with code 2" in reason and "engine-bad failing on purpose" in reason
+        # both run their old command lines again
+        assert supervisor.argv("door") == door_v1 and supervisor.argv("engine") == engine_v1
+        assert all(row["state"] == "running" for row in supervisor.status())
+        starts = wait_for(lambda: at_least(6, [e[1] for e in lines(log) if e[0] == "start"]), timeout=20)
+        assert starts == ["door", "engine", "door-v2", "engine-bad", "engine", "door"]
+        assert locks == ["lock", "lock"]  # locked before each of the door's stops
+    finally:
+        supervisor.stop()

@@ -21,6 +21,7 @@ from smartlock.web.up import engine_echo, service_echo
 from smartlock.web.up_plan import (
     NO_CAMERA_HINT,
     DataLayout,
+    EngineTuning,
     Plan,
     Ports,
     UpSettings,
@@ -86,38 +87,57 @@ def test_the_plan_of_child_commands(tmp_path) -> None:
     assert door[1:4] == ["-m", "smartlock", "door"]
     assert door[door.index("--pin-factory") + 1] == "mock" and door[door.index("--pin") + 1] == "7"
     assert door[door.index("--host") + 1] == "127.0.0.1"  # the parts listen on loopback only
-    engine = plan.engine(0.85)
-    assert engine[engine.index("--threshold") + 1] == "0.85"
-    assert engine[engine.index("--webhook-url") + 1] == "http://127.0.0.1:8123/hooks/engine"
-    assert engine[engine.index("--door-api-url") + 1] == "http://127.0.0.1:1001/unlock"
-    assert engine[engine.index("--camera-url") + 1] == "http://127.0.0.1:1003/stream.mjpg"
-    assert engine[engine.index("--camera-token-file") + 1] == str(layout.camera_token)
-    assert engine[engine.index("--face-recognition-api-key-file") + 1] == str(layout.api_key)
-    assert engine[engine.index("--webhook-token-file") + 1] == str(layout.webhook_token)
-    camera = plan.camera()
-    assert camera[camera.index("--source") + 1] == "clip.mp4"
-    assert camera[camera.index("--token-file") + 1] == str(layout.camera_token)
-    assert "--backend" not in plan.recognition()
-    collector = plan.collector(0.85)
-    assert collector[collector.index("--max-confidence") + 1] == "0.85"
-    assert collector[collector.index("--camera-token-file") + 1] == str(layout.camera_token)
+    vision = plan.vision(EngineTuning(threshold=0.85))
+    assert vision[1:4] == ["-m", "smartlock", "vision"]
+    assert vision[vision.index("--threshold") + 1] == "0.85"
+    assert vision[vision.index("--webhook-url") + 1] == "http://127.0.0.1:8123/hooks/engine"
+    assert vision[vision.index("--live-url") + 1] == "http://127.0.0.1:8123/hooks/engine/live"
+    assert vision[vision.index("--door-api-url") + 1] == "http://127.0.0.1:1001/unlock"
+    assert vision[vision.index("--camera-port") + 1] == "1003"
+    assert vision[vision.index("--recognition-port") + 1] == "1002"
+    assert vision[vision.index("--source") + 1] == "clip.mp4"
+    assert vision[vision.index("--camera-token-file") + 1] == str(layout.camera_token)
+    assert vision[vision.index("--face-recognition-api-key-file") + 1] == str(layout.api_key)
+    assert vision[vision.index("--webhook-token-file") + 1] == str(layout.webhook_token)
+    assert vision[vision.index("--model") + 1] == str(layout.model)
+    assert "--backend" not in vision and "--camera-url" not in vision
+    # the engine does the collector's job on the frames it analyses: the band ends at the threshold
+    assert vision[vision.index("--collect-dir") + 1] == str(layout.collected)
+    assert vision[vision.index("--collect-max-confidence") + 1] == "0.85"
     real = Plan(UpSettings(pin=12, backend="dlib"), layout, ports, None)
     assert real.door()[real.door().index("--pin") + 1] == "12"
     assert "--pin-factory" not in real.door()  # the default: the real pins of this machine
-    assert "--source" not in real.camera()
-    recognition = real.recognition()
-    assert recognition[recognition.index("--backend") + 1] == "dlib"
+    vision = real.vision()
+    assert "--source" not in vision and vision[vision.index("--backend") + 1] == "dlib"
     assert local_host("::") == "127.0.0.1" and local_host("192.168.1.5") == "192.168.1.5"
+
+
+def test_the_children_and_their_command_lines_come_from_one_place(tmp_path) -> None:
+    from smartlock.door.client import DoorClient
+    from smartlock.web.up import _child_specs
+
+    layout = DataLayout(tmp_path)
+    layout.prepare()
+    plan = Plan(UpSettings(lock_delay=4), layout, Ports(door=1001, recognition=1002, camera=1003), "clip.mp4")
+    commands = plan.commands(EngineTuning(threshold=0.85, keep_days=7, keep_unlocks=9))
+    assert list(commands) == ["door", "vision"]
+    assert commands["vision"] == plan.vision(EngineTuning(threshold=0.85, keep_days=7, keep_unlocks=9))
+    vision = commands["vision"]
+    assert vision[vision.index("--keep-days") + 1] == "7"
+    assert vision[vision.index("--keep-unlocks") + 1] == "9"
+    specs = _child_specs(plan, EngineTuning(), DoorClient(plan.door_url, None))
+    assert [spec.name for spec in specs] == list(commands)
+    assert specs[0].before_stop is not None  # the door is locked before it stops or restarts
+    no_collector = plan.with_options(UpSettings(collect=False), None)
+    assert "--collect-dir" not in no_collector.commands(EngineTuning())["vision"]
+    assert no_collector.ports == plan.ports and no_collector.webhook_url == plan.webhook_url
 
 
 def test_no_secret_reaches_a_child_command_line_or_environment(tmp_path) -> None:
     layout = DataLayout(tmp_path)
     layout.prepare()
     plan = Plan(UpSettings(), layout, Ports(door=1001, recognition=1002, camera=1003), None)
-    argv = " ".join(
-        " ".join(command)
-        for command in (plan.door(), plan.recognition(), plan.camera(), plan.engine(0.8), plan.collector(0.8))
-    )
+    argv = " ".join(" ".join(command) for command in plan.commands(EngineTuning()).values())
     for secret in (layout.api_key, layout.camera_token, layout.webhook_token):
         value = secret.read_text().strip()
         assert value not in argv
@@ -218,32 +238,32 @@ def test_a_real_run_setup_link_restarts_and_clean_stop(tmp_path, faces_dir: Path
         assert chosen.is_success
         children = wait_for(lambda: _all_running(client), timeout=120, interval=0.5,
                             what="every part running")
-        assert list(children) == ["door", "recognition", "camera", "engine"]
+        assert list(children) == ["door", "vision"]  # camera, recognition and engine in one process
         camera_token = (data / "secrets" / "camera-token").read_text().strip()
         assert camera_token not in log_path.read_text()  # redacted from the parts' output
 
         # a part that dies is started again
-        old_camera = children["camera"]["pid"]
-        os.kill(old_camera, signal.SIGKILL)
+        old_vision = children["vision"]["pid"]
+        os.kill(old_vision, signal.SIGKILL)
 
-        def camera_back() -> dict | None:
-            camera = _children(client)["camera"]
-            return camera if camera["restarts"] == 1 and camera["state"] == "running" else None
+        def vision_back() -> dict | None:
+            vision = _children(client)["vision"]
+            return vision if vision["restarts"] == 1 and vision["state"] == "running" else None
 
-        camera = wait_for(camera_back, timeout=60, interval=0.3, what="the camera started again")
-        assert camera["restarts"] == 1 and camera["state"] == "running" and camera["pid"] != old_camera
+        vision = wait_for(vision_back, timeout=90, interval=0.3, what="the vision process started again")
+        assert vision["restarts"] == 1 and vision["state"] == "running" and vision["pid"] != old_vision
         assert client.get("/api/camera/snapshot.jpg").content[:2] == b"\xff\xd8"
 
         # a new threshold takes effect without a restart of `up`: the engine runs again with it
-        old_engine = children["engine"]["pid"]
+        old_engine = vision["pid"]
         assert client.put("/api/settings", json={"threshold": 0.9}).is_success
 
         def new_engine() -> dict | None:
-            engine = _children(client)["engine"]
+            engine = _children(client)["vision"]
             restarted = engine["pid"] not in (None, old_engine) and engine["state"] == "running"
             return engine if restarted else None
 
-        engine = wait_for(new_engine, timeout=60, interval=0.3, what="the engine running with 0.9")
+        engine = wait_for(new_engine, timeout=90, interval=0.3, what="the engine running with 0.9")
         argv = _cmdline(engine["pid"])
         assert argv[argv.index("--threshold") + 1] == "0.9"
         pids = [c["pid"] for c in client.get("/api/system").json()["children"]]
@@ -261,4 +281,4 @@ def test_a_real_run_setup_link_restarts_and_clean_stop(tmp_path, faces_dir: Path
             os.kill(pid, 0)
     text = log_path.read_text()
     assert "door locked" in text and "stopping door" in text
-    assert text.index("stopping engine") < text.index("door locked") < text.index("stopping door")
+    assert text.index("stopping vision") < text.index("door locked") < text.index("stopping door")

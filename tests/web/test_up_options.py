@@ -42,8 +42,9 @@ def test_under_tls_the_engine_posts_to_a_loopback_listener(tmp_path: Path) -> No
     assert plain.hook_port is None and plain.webhook_url == "http://127.0.0.1:8123/hooks/engine"
     tls = Plan(UpSettings(port=8123, tls_cert=Path("c.pem"), tls_key=Path("k.pem")), layout, ports, None)
     assert tls.hook_port and tls.webhook_url == f"http://127.0.0.1:{tls.hook_port}/hooks/engine"
-    engine = tls.engine(0.8)
+    engine = tls.vision()
     assert engine[engine.index("--webhook-url") + 1] == tls.webhook_url
+    assert engine[engine.index("--live-url") + 1] == f"http://127.0.0.1:{tls.hook_port}/hooks/engine/live"
 
     dashboard = fake_dashboard(tmp_path / "data")
     port = free_port()

@@ -1,4 +1,5 @@
-"""The door through the dashboard: its state, "lock now" (recorded in the timeline) and its audit log."""
+"""The door through the dashboard: its state, "lock now" (an admin's; recorded in the timeline and the audit
+of user actions) and the door's own audit log."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
+from smartlock.web.audit import record_action
 from smartlock.web.dashboard import DashboardDep
 from smartlock.web.routes.common import MAX_ROW_ID
+from smartlock.web.routes.guards import AdminDep
 
 logger = logging.getLogger(__name__)
 
@@ -21,10 +24,11 @@ def door_status(d: DashboardDep) -> dict[str, Any]:
 
 
 @router.post("/lock")
-def door_lock(d: DashboardDep) -> dict[str, Any]:
+def door_lock(d: DashboardDep, admin: AdminDep) -> dict[str, Any]:
     d.door.lock()
-    d.events.add("lock", details={"by": "dashboard"})
-    logger.info("door locked from the dashboard")
+    record_action(d, admin.name, "lock", {})
+    d.events.add("lock", details={"by": "dashboard"})  # who: in the audit of user actions
+    logger.info("door locked from the dashboard by %s", admin.name)
     return d.door.status()
 
 

@@ -1,15 +1,52 @@
-"""The live view's API: the camera's stream, snapshot and health (proxied), and the faces in view."""
+"""The live view's API: the camera's stream, snapshot and health (proxied), the faces in view, and the hook
+the engine posts its analysed frames to (its webhook token, no session)."""
 
 from __future__ import annotations
 
-from typing import Any
+import hmac
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field, ValidationError
+from starlette.exceptions import HTTPException
 
+from smartlock.camera.mjpeg import jpeg_size
 from smartlock.web.dashboard import DashboardDep
 
 router = APIRouter(prefix="/api")
+hook_router = APIRouter(include_in_schema=False)
+
+LIVE_HOOK_PATH = "/hooks/engine/live"
+MAX_LIVE_FRAME_BYTES = 768 * 2**10  # a 640x360 JPEG at quality 80 is 30-60 KB
+LIVE_HOOK_BODY_BYTES = MAX_LIVE_FRAME_BYTES + 64 * 2**10
+MAX_LIVE_FACES = 32
+
+
+class LiveBox(BaseModel):
+    left: float = Field(allow_inf_nan=False)
+    top: float = Field(allow_inf_nan=False)
+    right: float = Field(allow_inf_nan=False)
+    bottom: float = Field(allow_inf_nan=False)
+
+
+class LiveFace(BaseModel):
+    box: LiveBox
+    track: int = Field(ge=0)
+    label: str | None = Field(default=None, max_length=200)
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    recognised_now: bool = False
+    liveness: str | None = Field(default=None, max_length=40)
+
+
+class LiveSummary(BaseModel):
+    seq: int = Field(ge=0)
+    time: float = Field(allow_inf_nan=False)
+    width: int = Field(ge=0, le=16384)
+    height: int = Field(ge=0, le=16384)
+    analysed: bool = False
+    threshold: float = Field(default=0.8, ge=0.0, le=1.0)
+    faces: list[LiveFace] = Field(max_length=MAX_LIVE_FACES)
 
 
 @router.get("/camera/stream.mjpg")
@@ -31,3 +68,39 @@ def camera_health(d: DashboardDep) -> dict[str, Any]:
 @router.get("/live/faces")
 def live_faces(d: DashboardDep) -> dict[str, Any]:
     return {**d.live.latest().to_api(), "threshold": d.settings.current.threshold}
+
+
+@router.get("/live/frame.jpg")
+def live_frame(d: DashboardDep, seq: int | None = None) -> Response:
+    """The frame the engine analysed last (``seq``: that very frame, else 404): boxes belong on it."""
+    jpeg = d.live.engine_frame(seq)
+    if jpeg is None:
+        raise HTTPException(404, detail="that frame is gone; ask /api/live/faces for the newest")
+    return Response(jpeg, media_type="image/jpeg", headers={"cache-control": "no-store"})
+
+
+@hook_router.post(LIVE_HOOK_PATH)
+async def engine_analysis(
+    request: Request,
+    d: DashboardDep,
+    analysis: Annotated[str, Form(max_length=64 * 2**10)],
+    frame: Annotated[UploadFile | None, File()] = None,
+) -> dict[str, bool]:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    expected = d.webhook_token
+    if scheme.lower() != "bearer" or not expected or not token or \
+            not hmac.compare_digest(token.encode(), expected.encode()):
+        raise HTTPException(404, detail="not found")
+    try:
+        summary = LiveSummary.model_validate_json(analysis)
+    except ValidationError as err:
+        raise HTTPException(400, detail=f"bad analysis: {err.errors()[0]['msg']}") from err
+    jpeg = None
+    if frame is not None:
+        jpeg = await frame.read(MAX_LIVE_FRAME_BYTES + 1)
+        if len(jpeg) > MAX_LIVE_FRAME_BYTES:
+            raise HTTPException(413, detail="the frame is too large")
+        if jpeg_size(jpeg) != (summary.width, summary.height):
+            raise HTTPException(400, detail="the frame is not a JPEG of the announced size")
+    d.live.from_engine(summary.model_dump(mode="json"), jpeg)
+    return {"recorded": True}

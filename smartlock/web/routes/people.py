@@ -1,4 +1,6 @@
-"""The people API: who is enrolled, their photos, enrollment (uploads, captured or collected frames)."""
+"""The people API: who is enrolled, their photos, enrollment (uploads, captured or collected frames).
+
+Reading is for every account; enrolling and removing need an admin's and land in the audit."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from smartlock.errors import ConfigError, ServiceRefused
+from smartlock.web.accounts import Account
+from smartlock.web.audit import record_action
 from smartlock.web.dashboard import Dashboard, DashboardDep
 from smartlock.web.routes.common import (
     MAX_PHOTO_BYTES,
@@ -21,6 +25,7 @@ from smartlock.web.routes.common import (
     missing,
     person_name,
 )
+from smartlock.web.routes.guards import AdminDep
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +60,8 @@ def person_photo(name: str, image_id: str, d: DashboardDep) -> Response:
 
 
 @router.post("/enroll")
-async def enroll_upload(request: Request, d: DashboardDep) -> dict[str, Any]:
+async def enroll_upload(request: Request, d: DashboardDep,
+                        admin: AdminDep) -> dict[str, Any]:
     form = await request.form(max_files=MAX_PHOTOS, max_fields=10)
     name = person_name(form.get("name"))
     files = []
@@ -69,11 +75,14 @@ async def enroll_upload(request: Request, d: DashboardDep) -> dict[str, Any]:
     await form.close()
     if not files:
         raise ConfigError("choose at least one photo")
-    return await run_in_threadpool(enroll, d, name, files)
+    result = await run_in_threadpool(enroll, d, name, files)
+    await run_in_threadpool(audit_enroll, d, admin, "upload", result)
+    return result
 
 
 @router.post("/enroll-captures")
-def enroll_captures(body: dict[str, Any], d: DashboardDep) -> dict[str, Any]:
+def enroll_captures(body: dict[str, Any], d: DashboardDep,
+                    admin: AdminDep) -> dict[str, Any]:
     name, ids = json_fields(body, "name", "ids")
     name = person_name(name)
     if not isinstance(ids, list) or not ids or len(ids) > MAX_PHOTOS:
@@ -88,11 +97,13 @@ def enroll_captures(body: dict[str, Any], d: DashboardDep) -> dict[str, Any]:
     for capture_id, outcome in zip(ids, result["outcomes"], strict=False):
         if outcome.get("enrolled"):
             d.captures.remove(str(capture_id))
+    audit_enroll(d, admin, "captured frames", result)
     return result
 
 
 @router.post("/enroll-collected")
-def enroll_collected(body: dict[str, Any], d: DashboardDep) -> dict[str, Any]:
+def enroll_collected(body: dict[str, Any], d: DashboardDep,
+                     admin: AdminDep) -> dict[str, Any]:
     name, frames = json_fields(body, "name", "frames")
     name = person_name(name)
     collected = d.collected
@@ -122,20 +133,34 @@ def enroll_collected(body: dict[str, Any], d: DashboardDep) -> dict[str, Any]:
                                          "reason": "several faces: enrolled the collector's face crop"}
         result["enrolled"] = sum(1 for o in result["outcomes"] if o.get("enrolled"))
         result["refused"] = len(result["outcomes"]) - result["enrolled"]
+    audit_enroll(d, admin, "collected frames", result)
     return result
 
 
 @router.delete("")
-def remove_person(name: str, d: DashboardDep) -> dict[str, Any]:
+def remove_person(name: str, d: DashboardDep, admin: AdminDep) -> dict[str, Any]:
     d.recognition.remove_person(name)
-    logger.info("removed %r from the gallery", name)
+    logger.info("%s removed %r from the gallery", admin.name, name)
+    record_action(d, admin.name, "remove-person", {"person": name})
     return {"message": f"removed {name}"}
 
 
 @router.delete("/photo")
-def remove_photo(name: str, image_id: str, d: DashboardDep) -> dict[str, Any]:
+def remove_photo(name: str, image_id: str, d: DashboardDep,
+                 admin: AdminDep) -> dict[str, Any]:
     d.recognition.remove_image(name, image_id)
+    logger.info("%s removed photo %s of %r", admin.name, image_id, name)
+    record_action(d, admin.name, "remove-photo", {"person": name, "image_id": image_id})
     return {"message": f"removed photo {image_id} of {name}"}
+
+
+def audit_enroll(d: Dashboard, admin: Account, source: str, result: dict[str, Any]) -> None:
+    """An enrollment in the audit: who, whom, from what, how many photos taken and refused."""
+    record_action(d, admin.name, "enroll", {
+        "person": result["name"], "source": source, "enrolled": result["enrolled"],
+        "refused": result["refused"],
+        "image_ids": [o["image_id"] for o in result["outcomes"] if o.get("enrolled")][:20],
+    })
 
 
 def enroll(d: Dashboard, name: str, files: list[tuple[str, bytes]]) -> dict[str, Any]:

@@ -7,10 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from smartlock import __version__
-from smartlock.errors import ConfigError
 from smartlock.recognition.calibration import estimate_false_accept
 from smartlock.web.dashboard import DashboardDep
-from smartlock.web.routes.common import json_fields
 
 router = APIRouter(prefix="/api")
 
@@ -18,7 +16,7 @@ router = APIRouter(prefix="/api")
 @router.get("/system")
 def system(d: DashboardDep) -> dict[str, Any]:
     return {"version": __version__, "children": d.system_status(),
-            "settings": d.settings.current.model_dump(), "storage_problem": d.storage.problem,
+            "settings": {"threshold": d.settings.current.threshold}, "storage_problem": d.storage.problem,
             "mqtt": d.mqtt_status() if d.mqtt_status is not None else None}
 
 
@@ -28,14 +26,3 @@ def calibration(d: DashboardDep, threshold: float | None = Query(None, gt=0, lt=
     current = d.settings.current.threshold
     chosen = threshold if threshold is not None else current
     return {"calibration": data, "threshold": current, "estimate": estimate_false_accept(data, chosen)}
-
-
-@router.put("/settings")
-def update_settings(body: dict[str, Any], d: DashboardDep) -> dict[str, Any]:
-    (threshold,) = json_fields(body, "threshold")
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-        raise ConfigError("threshold must be a number between 0 and 1")
-    settings = d.settings.update(threshold=float(threshold))
-    return {"settings": settings.model_dump(),
-            "message": f"threshold {settings.threshold:.2f} saved; the engine uses it from now on"}
-

@@ -11,11 +11,14 @@ import hmac
 import json
 import logging
 import sqlite3
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from smartlock.camera.mjpeg import jpeg_size
 from smartlock.engine.files import find_unlock_frame
 from smartlock.errors import BadImageError, ServiceError
 from smartlock.recognition.schemas import Face
@@ -57,23 +60,26 @@ async def engine_event(request: Request, background: BackgroundTasks, d: Dashboa
 
 
 def attach_frame(d: Dashboard, event_id: int, entry: TimelineEntry) -> None:
-    """Give a new timeline row its picture: the engine's unlock frame, else the camera's frame of now."""
+    """Give a new timeline row its picture: the engine's unlock frame, else the camera's frame of now; with
+    the faces seen in it (boxes, names, confidences, liveness verdicts) for the frame viewer."""
     jpeg: bytes | None = None
     faces: list[Face] = []
+    liveness: Sequence[Any] = ()
     try:
         if entry.kind == "unlock" and d.log_path is not None:
             folder = entry.details.get("frame_dir")
             saved = find_unlock_frame(d.log_path, entry.when, folder if isinstance(folder, str) else None)
             if saved is not None:
                 jpeg = saved.frame.read_bytes()
-                faces = saved.faces
+                faces, liveness = saved.faces, saved.liveness
         if jpeg is None:
             latest = d.live.latest()
             jpeg, faces = latest.jpeg, latest.faces
         if not jpeg:
             return
         box = box_for(faces, entry.person)
-        d.events.attach_images(event_id, thumbnail_jpeg(jpeg, 240, crop=box), thumbnail_jpeg(jpeg, 960))
+        d.events.attach_images(event_id, thumbnail_jpeg(jpeg, 240, crop=box), thumbnail_jpeg(jpeg, 960),
+                               faces_document(jpeg, faces, liveness))
     except (OSError, sqlite3.Error) as err:
         if storage_trouble(err):
             d.storage.failed(f"picture of event {event_id}", err)
@@ -81,6 +87,21 @@ def attach_frame(d: Dashboard, event_id: int, entry: TimelineEntry) -> None:
             logger.info("no picture for event %d: %s", event_id, err)
     except (ServiceError, BadImageError) as err:
         logger.info("no picture for event %d: %s", event_id, err)
+
+
+def faces_document(jpeg: bytes, faces: Sequence[Face], liveness: Sequence[Any] = ()) -> dict[str, Any]:
+    """What the frame viewer draws: the frame's size and each face's label, confidence and box (in the
+    frame's pixels, as the engine saved them), with ``liveness`` only for the faces that have a verdict."""
+    width, height = jpeg_size(jpeg) or (0, 0)
+    verdicts = list(liveness) + [None] * max(0, len(faces) - len(liveness))
+    marks = []
+    for face, verdict in zip(faces, verdicts, strict=False):
+        mark: dict[str, Any] = {"label": face.label, "confidence": face.confidence,
+                                "box": face.bounding_box.model_dump()}
+        if verdict is not None:
+            mark["liveness"] = verdict
+        marks.append(mark)
+    return {"width": width, "height": height, "faces": marks}
 
 
 def box_for(faces: list[Face], person: str | None) -> Box | None:

@@ -82,17 +82,45 @@ export const KIND_LABELS = { unlock: "Unlocked", stranger: "Stranger", sighting:
 
 const PAGES = [["live", "Live"], ["events", "Events"], ["people", "People"], ["calibration", "Calibration"]];
 
+// Who is signed in ({user, role}), asked once per page; null when it cannot be told.
+let meAnswer = null;
+export function me() {
+  if (!meAnswer) meAnswer = api("/api/me").catch(() => null);
+  return meAnswer;
+}
+
+// A viewer's pages: the html element gets the class "role-viewer" and accounts.css hides what only admins may
+// do (the server refuses it anyway, with 403).
+async function applyRole(nav, active, who) {
+  const account = await me();
+  if (!account) return;
+  const admin = account.role === "admin";
+  document.documentElement.classList.toggle("role-viewer", !admin);
+  if (!admin && !document.querySelector('link[href="/static/accounts.css"]')) {
+    document.head.append(el("link", { rel: "stylesheet", href: "/static/accounts.css" }));
+  }
+  const link = (page, label) => el("a", { href: `/${page}`, class: page === active ? "active" : "" }, label);
+  if (admin) nav.append(link("settings", "Settings"));
+  nav.append(link("accounts", admin ? "Accounts" : "My account"));
+  who.textContent = account.user;
+  who.title = `signed in as ${account.user} (${account.role})`;
+}
+
 // Builds the top bar and keeps the parts' status dots fresh.
 export function shell(active) {
   const parts = el("div", { class: "parts", "aria-label": "parts" });
+  const nav = el("nav", { class: "nav" }, PAGES.map(([page, label]) =>
+    el("a", { href: `/${page}`, class: page === active ? "active" : "" }, label)));
+  const who = el("span", { class: "muted small", id: "signed-in-user" });
   const bar = el("header", { class: "topbar" },
     el("a", { class: "brand", href: "/live" }, el("img", { src: "/static/logo.svg", alt: "" }), "smartlock"),
-    el("nav", { class: "nav" }, PAGES.map(([page, label]) =>
-      el("a", { href: `/${page}`, class: page === active ? "active" : "" }, label))),
+    nav,
     el("div", { class: "spacer" }),
     parts,
+    who,
     el("button", { class: "link", onclick: signOut }, "Sign out"));
   document.body.prepend(bar);
+  applyRole(nav, active, who);
   const refresh = async () => {
     try {
       const system = await api("/api/system");

@@ -3,6 +3,8 @@ import { api, el, pct, clock, timeAgo, toast, shell, poll, KIND_LABELS } from "/
 shell("live");
 
 const img = document.getElementById("stream");
+// the engine's analysed frame, shown over the stream while it reports faces: its boxes were computed on it
+const analysed = document.getElementById("analysed");
 const canvas = document.getElementById("overlay");
 const notice = document.getElementById("stream-notice");
 let faces = { width: 0, height: 0, faces: [], threshold: 0.8 };
@@ -25,7 +27,8 @@ openStream();
 const guess = (face) => (face.label && face.label !== "unknown" ? ` · ${face.label}? ${pct(face.confidence)}` : "");
 
 function draw() {
-  const width = img.clientWidth, height = img.clientHeight;
+  const shown = !analysed.classList.contains("hidden") ? analysed : img;
+  const width = shown.clientWidth, height = shown.clientHeight;
   const ratio = window.devicePixelRatio || 1;
   canvas.style.width = `${width}px`; canvas.style.height = `${height}px`;
   canvas.width = Math.round(width * ratio); canvas.height = Math.round(height * ratio);
@@ -36,12 +39,14 @@ function draw() {
   const scale = width / faces.width;
   ctx.font = "600 14px system-ui, sans-serif";
   for (const face of faces.faces) {
-    const known = face.confidence >= faces.threshold;
-    const color = known ? "#3ccf8e" : "#f2b233";
+    const known = face.confidence !== null && face.confidence >= faces.threshold;
+    const spoof = face.liveness === "attack";
+    const color = spoof ? "#e5484d" : known ? "#3ccf8e" : face.label === null ? "#9aa4b2" : "#f2b233";
     const x = face.box.left * scale, y = face.box.top * scale;
     const w = (face.box.right - face.box.left) * scale, h = (face.box.bottom - face.box.top) * scale;
     ctx.lineWidth = 3; ctx.strokeStyle = color; ctx.strokeRect(x, y, w, h);
-    const label = known ? `${face.label} ${pct(face.confidence)}` : `unknown${guess(face)}`;
+    const live = face.liveness ? ` · ${face.liveness}` : "";
+    const label = (face.label === null ? "face" : known ? `${face.label} ${pct(face.confidence)}` : `unknown${guess(face)}`) + live;
     const textWidth = ctx.measureText(label).width + 10;
     const top = y > 24 ? y - 22 : y + h;
     ctx.fillStyle = color; ctx.fillRect(x - 1.5, top, textWidth, 22);
@@ -50,21 +55,33 @@ function draw() {
 }
 window.addEventListener("resize", draw);
 
-poll(async () => {
+analysed.addEventListener("load", draw);
+async function refresh() {
   try {
     faces = await api("/api/live/faces");
   } catch (err) {
-    faces = { width: 0, height: 0, faces: [], threshold: faces.threshold };
+    faces = { width: 0, height: 0, faces: [], threshold: faces.threshold, frame: null };
   }
-  draw();
+  if (faces.frame) {
+    analysed.src = faces.frame;  // drawn once it has loaded, so the boxes and the picture always match
+    analysed.classList.remove("hidden");
+  } else {
+    analysed.classList.add("hidden");
+    draw();
+  }
   const list = document.getElementById("faces");
   list.replaceChildren(...(faces.faces.length ? faces.faces.map((face) => {
-    const known = face.confidence >= faces.threshold;
+    const known = face.confidence !== null && face.confidence >= faces.threshold;
+    const live = face.liveness ? ` · ${face.liveness}` : "";
+    if (face.label === null) return el("li", {}, el("span", { class: "who" }, "a face"), el("span", { class: "muted" }, `being recognised${live}`));
     return el("li", {}, el("span", { class: "who" }, known ? face.label : "unknown"),
-      el("span", { class: "muted" }, known ? pct(face.confidence)
-        : face.label && face.label !== "unknown" ? `closest: ${face.label} ${pct(face.confidence)}` : "nobody enrolled matches"));
+      el("span", { class: "muted" }, (known ? pct(face.confidence)
+        : face.label && face.label !== "unknown" ? `closest: ${face.label} ${pct(face.confidence)}` : "nobody enrolled matches") + live));
   }) : [el("li", { class: "muted" }, "Nobody")]));
-}, 650);
+  // while faces are in view, follow them closely; otherwise look now and then
+  setTimeout(refresh, faces.faces.length ? 200 : 650);
+}
+refresh();
 
 poll(async () => {
   const health = await api("/api/camera/health").catch(() => null);

@@ -11,7 +11,11 @@ document.getElementById("login").addEventListener("submit", async (event) => {
   button.disabled = true;
   try {
     const answer = await api("/api/auth/login", {
-      method: "POST", json: { password: document.getElementById("password").value, next },
+      method: "POST", json: {
+        username: document.getElementById("username").value,
+        password: document.getElementById("password").value,
+        next,
+      },
     });
     location.href = answer.next;
   } catch (err) {

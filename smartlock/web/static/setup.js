@@ -18,7 +18,7 @@ document.getElementById("setup").addEventListener("submit", async (event) => {
     return;
   }
   try {
-    await api("/api/auth/setup", { method: "POST", json: { token, password } });
+    await api("/api/auth/setup", { method: "POST", json: { token, password, username: document.getElementById("username").value } });
     location.href = "/live";
   } catch (err) {
     error.textContent = err.message;

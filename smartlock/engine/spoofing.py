@@ -1,0 +1,186 @@
+"""Liveness in the unlock rule: a track must be judged live before its face opens the door, and repeated
+attacks pause face unlock.
+
+``LivenessCheck.check(track)`` is asked when the policy has a decision for a track: "live" opens the door;
+"attack" (a cue caught a photo, a card or a screen) and "timeout" (still undecided ``timeout`` seconds
+after the first decision) refuse the track for good; "wait" holds the decision while more frames come.
+
+``SpoofLockout`` counts refused attack tracks; ``limit`` of them within ``window`` seconds pause face unlock
+for ``pause`` seconds. Its state lives in a 0600 JSON file (``<log-path>/spoof-lockout.json``), so the pause
+survives a restart of the engine, and an admin lifts it from the dashboard by rewriting that file
+(``lift_lockout``); the engine notices the change at its next decision.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from smartlock.engine.tracks import Track
+from smartlock.fileio import atomic_write
+
+logger = logging.getLogger(__name__)
+
+LOCKOUT_FILE = "spoof-lockout.json"
+DEFAULT_TIMEOUT = 3.0
+DEFAULT_LOCKOUT = 3
+DEFAULT_LOCKOUT_MINUTES = 10.0
+ATTACK_WINDOW = 600.0  # seconds in which --spoof-lockout attacks pause face unlock
+
+Outcome = Literal["live", "attack", "timeout", "wait", "refused"]
+
+
+class Judges(Protocol):
+    def judge(self, track: Track) -> Any: ...
+
+
+@dataclass
+class CheckResult:
+    outcome: Outcome
+    verdict: Any = None  # the judge's Verdict (state, cues, decided_by), when it judged
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """The verdict for events: which cues fired, in words."""
+        verdict = self.verdict
+        if verdict is None or not hasattr(verdict, "as_dict"):
+            return {}
+        data = verdict.as_dict()
+        fired = [cue for cue in data.get("cues", []) if cue.get("decision") != "abstain"]
+        return {"liveness": data.get("state"), "decided_by": data.get("decided_by", []), "cues": fired}
+
+
+class LivenessCheck:
+    """Judges tracks on demand and remembers the ones it refused (until the track ends)."""
+
+    def __init__(self, judge: Judges, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.judge = judge
+        self.timeout = timeout
+        self._pending: dict[int, float] = {}  # track id -> time of its first decision
+        self._refused: set[int] = set()
+
+    def check(self, track: Track, now: float) -> CheckResult:
+        if track.id in self._refused:
+            return CheckResult("refused", track.verdict)
+        verdict = self.judge.judge(track)
+        track.verdict = verdict
+        state = getattr(verdict, "state", "undecided")
+        if state == "live":
+            self._pending.pop(track.id, None)
+            return CheckResult("live", verdict)
+        if state == "attack":
+            self._refused.add(track.id)
+            return CheckResult("attack", verdict)
+        first = self._pending.setdefault(track.id, now)
+        if now - first > self.timeout:
+            self._refused.add(track.id)
+            return CheckResult("timeout", verdict)
+        return CheckResult("wait", verdict)
+
+    def forget(self, ended: list[Track]) -> None:
+        """Drop the state of tracks that ended (bounded memory)."""
+        for track in ended:
+            self._pending.pop(track.id, None)
+            self._refused.discard(track.id)
+
+
+@dataclass
+class LockoutState:
+    attacks: list[float] = field(default_factory=list)  # epoch seconds of refused attack tracks
+    until: float = 0.0  # face unlock paused until this epoch time
+    lifted_by: str | None = None
+
+
+class SpoofLockout:
+    """Pauses face unlock after ``limit`` refused attacks within ``window`` s; persisted in ``path``."""
+
+    def __init__(self, path: Path | None, limit: int = DEFAULT_LOCKOUT, window: float = ATTACK_WINDOW,
+                 pause: float = DEFAULT_LOCKOUT_MINUTES * 60, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.limit = limit
+        self.window = window
+        self.pause = pause
+        self.clock = clock
+        self._mtime: float | None = None
+        self.state = LockoutState()
+        self._load()
+
+    def record_attack(self) -> float | None:
+        """Count one refused attack; the end of the pause (epoch) when this one starts it, else None."""
+        self._load()
+        now = self.clock()
+        self.state.attacks = [t for t in self.state.attacks if now - t <= self.window] + [now]
+        started = None
+        if self.limit > 0 and len(self.state.attacks) >= self.limit and self.state.until <= now:
+            self.state.until = now + self.pause
+            self.state.attacks = []
+            self.state.lifted_by = None
+            started = self.state.until
+            logger.warning("Face unlock paused until %s: %d presentation attacks within %.0f minutes",
+                           time.strftime("%H:%M:%S", time.localtime(started)), self.limit, self.window / 60)
+        self._save()
+        return started
+
+    def paused_until(self) -> float | None:
+        """The end of the current pause (epoch), or None when face unlock is not paused."""
+        self._load()
+        return self.state.until if self.state.until > self.clock() else None
+
+    def _load(self) -> None:
+        if self.path is None:
+            return
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            logger.warning("Cannot read %s (%s): the pause is kept as it was", self.path, err)
+            return
+        if mtime == self._mtime:
+            return
+        self._mtime = mtime
+        self.state = read_state(self.path)
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        try:
+            write_state(self.path, self.state)
+            self._mtime = self.path.stat().st_mtime
+        except OSError as err:  # a full disk: the pause holds in memory until the engine restarts
+            logger.error("Cannot save the spoof lockout to %s: %s", self.path, err)
+
+
+def read_state(path: Path) -> LockoutState:
+    """The lockout in ``path``; an unreadable file counts as a pause of one window from now (never as
+    "no lockout": an attacker must not lift it by corrupting the file)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return LockoutState(attacks=[float(t) for t in data.get("attacks", [])][-1000:],
+                            until=float(data.get("until", 0.0)), lifted_by=data.get("lifted_by"))
+    except FileNotFoundError:
+        return LockoutState()
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        logger.error("Unreadable spoof lockout %s (%s): face unlock stays paused for %.0f minutes", path, err,
+                     ATTACK_WINDOW / 60)
+        return LockoutState(until=time.time() + ATTACK_WINDOW)
+
+
+def write_state(path: Path, state: LockoutState) -> None:
+    payload = json.dumps({"attacks": state.attacks, "until": state.until, "lifted_by": state.lifted_by})
+    atomic_write(path, payload.encode("utf-8"), mode=0o600)
+
+
+def lift_lockout(log_path: Path, by: str) -> bool:
+    """End a pause now (the dashboard's button); True when there was one. The engine sees it at its next
+    decision."""
+    path = log_path / LOCKOUT_FILE
+    state = read_state(path)
+    active = state.until > time.time()
+    write_state(path, LockoutState(attacks=[], until=0.0, lifted_by=by))
+    return active

@@ -1,0 +1,137 @@
+"""Liveness in the unlock rule (a judge that says what a script says) and the spoof lockout's file."""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections import deque
+from pathlib import Path
+
+from smartlock.engine.engine import Engine, LoopSettings
+from smartlock.engine.gate import Gate
+from smartlock.engine.policy import UnlockPolicy
+from smartlock.engine.spoofing import LOCKOUT_FILE, LivenessCheck, SpoofLockout, lift_lockout
+from smartlock.engine.tracks import Detection, Track
+from tests.engine.fakes import ClockStop, EndlessFrames, FakeDoor, ListSink, ScriptedRecognizer, api_face
+from tests.support import ManualClock
+
+BOX = (10.0, 20.0, 60.0, 70.0)
+MIRRORED = (100.0, 20.0, 150.0, 70.0)  # where recognition, seeing the 160 px frame mirrored, reports BOX
+
+
+class Verdict:
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+    def as_dict(self) -> dict:
+        return {"state": self.state, "decided_by": ["motion"] if self.state == "attack" else [],
+                "cues": [{"name": "motion", "decision": "attack", "reason": "no motion in 1.0 s"}]}
+
+
+class ScriptedJudge:
+    def __init__(self, *states: str) -> None:
+        self.states = list(states)
+        self.calls = 0
+
+    def judge(self, track: Track) -> Verdict:
+        state = self.states[min(self.calls, len(self.states) - 1)]
+        self.calls += 1
+        return Verdict(state)
+
+
+def engine(tmp_path: Path, judge: ScriptedJudge, lockout: SpoofLockout | None = None,
+           timeout: float = 3.0) -> tuple[Engine, FakeDoor, ListSink, ManualClock]:
+    clock, door, sink = ManualClock(), FakeDoor(), ListSink()
+    gate = Gate(lambda image: [Detection(box=BOX, score=0.9)], min_face=20, min_sharpness=0)
+    return Engine(EndlessFrames(clock), ScriptedRecognizer([api_face("alice", 0.95, MIRRORED)]), door,
+                  UnlockPolicy(0.8, 2, 1.5), gate=gate, events=sink, clock=clock,
+                  settings=LoopSettings(fps=2, max_fps=10, block_time=6),
+                  liveness=LivenessCheck(judge, timeout), lockout=lockout), door, sink, clock
+
+
+def run(eng: Engine, clock: ManualClock, frames: int) -> None:
+    stop = ClockStop(clock)
+    for _ in range(frames):
+        eng.step(stop)
+        clock.advance(0.04)
+
+
+def test_a_live_track_unlocks(tmp_path: Path) -> None:
+    eng, door, _, clock = engine(tmp_path, ScriptedJudge("undecided", "undecided", "live"))
+    run(eng, clock, 20)
+    assert door.opened == [("alice", 0.95)] and eng.stats.liveness_waits == 2
+
+
+def test_an_attack_is_refused_once_and_never_unlocks(tmp_path: Path) -> None:
+    judge = ScriptedJudge("attack", "live")  # once refused, a track is not judged again
+    eng, door, sink, clock = engine(tmp_path, judge)
+    run(eng, clock, 40)
+    assert door.calls == [] and eng.stats.refused_spoof == 1 and judge.calls == 1
+    (event,) = [e for e in sink.events if e["event"] == "refused-spoof"]
+    assert event["reason"] == "attack" and event["decided_by"] == ["motion"] and event["person"] == "alice"
+    assert event["cues"][0]["reason"] == "no motion in 1.0 s"
+
+
+def test_undecided_past_the_timeout_is_refused(tmp_path: Path) -> None:
+    eng, door, sink, clock = engine(tmp_path, ScriptedJudge("undecided"), timeout=0.5)
+    run(eng, clock, 40)
+    assert door.calls == []
+    (event,) = [e for e in sink.events if e["event"] == "refused-spoof"]
+    assert event["reason"] == "timeout"
+
+
+def test_repeated_attacks_pause_face_unlock_and_the_pause_survives_a_restart(tmp_path: Path) -> None:
+    now = [1_800_000_000.0]
+    path = tmp_path / LOCKOUT_FILE
+    lockout = SpoofLockout(path, limit=3, window=600, pause=600, clock=lambda: now[0])
+    assert lockout.record_attack() is None and lockout.record_attack() is None
+    until = lockout.record_attack()
+    assert until == now[0] + 600 and lockout.paused_until() == until
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = SpoofLockout(path, limit=3, clock=lambda: now[0] + 60)  # the engine restarted
+    assert again.paused_until() == until
+    # while paused even a live track is refused, with an event
+    eng, door, sink, clock = engine(tmp_path, ScriptedJudge("live"), lockout=again)
+    run(eng, clock, 10)
+    assert door.calls == [] and eng.stats.refused_lockout >= 1
+    assert any(e["event"] == "refused-lockout" for e in sink.events)
+    # an admin lifts it: the engine sees the file change at its next decision
+    assert lift_lockout(tmp_path, by="admin") is True
+    eng.tracker.reset()
+    run(eng, clock, 10)
+    assert door.opened == [("alice", 0.95)]
+    assert json.loads(path.read_text())["lifted_by"] == "admin"
+
+
+def test_attacks_far_apart_do_not_pause(tmp_path: Path) -> None:
+    now = [1000.0]
+    lockout = SpoofLockout(tmp_path / LOCKOUT_FILE, limit=3, window=600, clock=lambda: now[0])
+    for _ in range(5):
+        assert lockout.record_attack() is None
+        now[0] += 400
+    assert lockout.paused_until() is None
+
+
+def test_a_corrupt_lockout_file_keeps_face_unlock_paused(tmp_path: Path) -> None:
+    path = tmp_path / LOCKOUT_FILE
+    path.write_text("{not json")
+    assert SpoofLockout(path).paused_until() is not None
+
+
+def test_the_attack_that_starts_a_pause_is_in_the_event(tmp_path: Path) -> None:
+    lockout = SpoofLockout(tmp_path / LOCKOUT_FILE, limit=1)
+    eng, door, sink, clock = engine(tmp_path, ScriptedJudge("attack"), lockout=lockout)
+    run(eng, clock, 10)
+    kinds = [e["event"] for e in sink.events]
+    assert "refused-spoof" in kinds and "lockout" in kinds and door.calls == []
+    spoof = next(e for e in sink.events if e["event"] == "refused-spoof")
+    assert "lockout_until" in spoof
+
+
+def test_track_state_is_forgotten_when_the_track_ends() -> None:
+    check = LivenessCheck(ScriptedJudge("attack"))
+    track = Track(id=1, started=0.0, history=deque())
+    assert check.check(track, 0.0).outcome == "attack"
+    assert check.check(track, 0.1).outcome == "refused"
+    check.forget([track])
+    assert check.check(track, 0.2).outcome == "attack"

@@ -1,0 +1,94 @@
+"""Face tracks: detections linked by overlap, ended after a gap, split when identity contradicts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from smartlock.engine.tracks import Detection, Recognition, Tracker, face_crop, iou
+
+
+def det(left: float, top: float = 50.0, size: float = 100.0) -> Detection:
+    landmarks = np.array([[left + 30, top + 40], [left + 70, top + 40], [left + 50, top + 60],
+                          [left + 35, top + 80], [left + 65, top + 80]], np.float32)
+    return Detection(box=(left, top, left + size, top + size), score=0.9, landmarks=landmarks)
+
+
+def test_iou() -> None:
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+    assert abs(iou((0, 0, 10, 10), (5, 0, 15, 10)) - 50 / 150) < 1e-9
+
+
+def test_a_walking_face_keeps_its_track_and_history_is_bounded() -> None:
+    tracker = Tracker(history=5)
+    image = np.zeros((360, 640, 3), np.uint8)
+    ids = set()
+    for step in range(20):  # 8 px a frame: a person walking across a 640 px frame at 24 fps
+        (track,) = tracker.update(step / 24, step + 1, [det(100 + 8 * step)], image)
+        ids.add(track.id)
+    assert len(ids) == 1
+    assert len(track.history) == 5 and [obs.seq for obs in track.history] == [16, 17, 18, 19, 20]
+    assert track.last.crop is not None and track.last.landmarks is not None
+    assert track.last.frame_size == (640, 360)
+
+
+def test_two_faces_get_two_tracks_and_keep_them_when_listed_in_another_order() -> None:
+    tracker = Tracker()
+    a, b = tracker.update(0.0, 1, [det(50), det(400)])
+    b2, a2 = tracker.update(0.04, 2, [det(405), det(55)])
+    assert a.id != b.id and (a2.id, b2.id) == (a.id, b.id)
+
+
+def test_a_track_ends_after_the_gap_and_a_new_face_starts_a_new_one() -> None:
+    tracker = Tracker(max_gap=0.5)
+    (first,) = tracker.update(0.0, 1, [det(100)])
+    tracker.update(0.3, 2, [])
+    (again,) = tracker.update(0.45, 3, [det(102)])
+    assert again.id == first.id
+    tracker.update(1.0, 4, [])
+    assert [track.id for track in tracker.ended] == [first.id] and tracker.active == []
+    (later,) = tracker.update(1.1, 5, [det(102)])
+    assert later.id != first.id
+
+
+def test_far_apart_boxes_are_different_tracks() -> None:
+    tracker = Tracker()
+    (a,) = tracker.update(0.0, 1, [det(0)])
+    (b,) = tracker.update(0.04, 2, [det(300)])
+    assert a.id != b.id
+
+
+def test_recognised_as_someone_else_splits_the_track() -> None:
+    tracker = Tracker()
+    (track,) = tracker.update(0.0, 1, [det(100)])
+    track = tracker.recognised(track, Recognition("alice", 0.95), threshold=0.8)
+    assert track.identity() == "alice"
+    (same,) = tracker.update(0.04, 2, [det(102)])
+    assert same.id == track.id
+    other = tracker.recognised(same, Recognition("bob", 0.93), threshold=0.8)
+    assert other.id != track.id and other.split_from == track.id and other.identity() == "bob"
+    assert [obs.seq for obs in track.history] == [1] and [obs.seq for obs in other.history] == [2]
+    # a low-confidence answer is no contradiction
+    (next_frame,) = tracker.update(0.08, 3, [det(104)])
+    assert tracker.recognised(next_frame, Recognition("carol", 0.3), 0.8).id == other.id
+
+
+def test_an_embedding_of_another_face_splits_the_track() -> None:
+    tracker = Tracker()
+    alice, stranger = np.eye(4, dtype=np.float32)[0], np.eye(4, dtype=np.float32)[1]
+    (track,) = tracker.update(0.0, 1, [det(100)])
+    tracker.recognised(track, Recognition("alice", 0.5, alice), 0.8)
+    (same,) = tracker.update(0.04, 2, [det(101)])
+    close = alice * 0.9 + stranger * 0.1
+    assert tracker.recognised(same, Recognition("alice", 0.5, close), 0.8).id == track.id
+    (same,) = tracker.update(0.08, 3, [det(102)])
+    assert tracker.recognised(same, Recognition("alice", 0.5, stranger), 0.8).id != track.id
+
+
+def test_face_crop_keeps_context_and_is_bounded() -> None:
+    image = np.zeros((360, 640, 3), np.uint8)
+    crop, (x0, y0, scale) = face_crop(image, (100, 100, 200, 200))  # type: ignore[misc]
+    assert crop.shape == (200, 200, 3) and (x0, y0, scale) == (50.0, 50.0, 1.0)
+    big, (_, _, big_scale) = face_crop(np.zeros((1000, 1000, 3), np.uint8), (250, 250, 750, 750))  # type: ignore[misc]
+    assert max(big.shape[:2]) == 256 and big_scale < 1
+    assert face_crop(image, (700, 10, 800, 20)) is None
