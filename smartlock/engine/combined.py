@@ -163,8 +163,11 @@ def run_vision(args: argparse.Namespace) -> int:
     hub = FrameHub(source, encoder=FrameEncoder(quality=settings.quality), tap=frames.feed,
                    encode_unwatched=False)
 
+    embeddings = recognizer.backend_name == "arcface"  # the tracks' split rule is for ArcFace's cosine
+
     def recognize(image: np.ndarray) -> list[Any]:
-        return [face.to_face() for face in recognizer.recognize(bgr_to_rgb(image))]
+        faces = recognizer.recognize(bgr_to_rgb(image))
+        return [face.to_face(include_embedding=embeddings) for face in faces]
 
     events: EventSink = NullSink()
     if settings.webhook_url:

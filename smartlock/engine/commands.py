@@ -180,7 +180,9 @@ def build_recognizer(settings: StreamClientSettings,
 
         recognizer = Recognizer.load(settings.model, backend_options=camera_frame_options())
         logger.info("Recognising in-process with %s (%s backend)", settings.model, recognizer.backend_name)
-        return lambda image: [face.to_face() for face in recognizer.recognize(bgr_to_rgb(image))]
+        embeddings = recognizer.backend_name == "arcface"  # the tracks' split rule is for ArcFace's cosine
+        return lambda image: [face.to_face(include_embedding=embeddings)
+                              for face in recognizer.recognize(bgr_to_rgb(image))]
     from smartlock.recognition.client import RecognitionClient
 
     assert settings.face_recognition_api_url is not None  # the settings hold exactly one source

@@ -292,7 +292,8 @@ class Engine:
         result = []
         for face, found in zip(faces, matched, strict=True):
             assert found is not None
-            result.append(self.tracker.recognised(found, Recognition(face.label, face.confidence),
+            embedding = np.asarray(face.embedding, np.float32) if face.embedding else None
+            result.append(self.tracker.recognised(found, Recognition(face.label, face.confidence, embedding),
                                                   self.policy.threshold))
         return result
 

@@ -48,19 +48,23 @@ class RecognizedFace:
     box: tuple[float, float, float, float]  # left, top, right, bottom, in the input image's pixels
     detection_score: float
     predictions: tuple[Match, ...]  # every enrolled person, best first; empty when nobody is enrolled
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)  # for in-process tracking
 
     @property
     def top(self) -> Match | None:
         return self.predictions[0] if self.predictions else None
 
-    def to_face(self, include_predictions: bool = False) -> Face:
-        """This face in the Face Recognition API's contract (confidences to 4 places, box to 0.1 px)."""
+    def to_face(self, include_predictions: bool = False, include_embedding: bool = False) -> Face:
+        """This face in the Face Recognition API's contract (confidences to 4 places, box to 0.1 px); with
+        ``include_embedding`` (in-process callers only: the API never sends it) the face's embedding."""
         top = self.top
         left, top_y, right, bottom = (round(float(v), 1) for v in self.box)
         return Face(
             top_prediction=top.to_prediction() if top else Prediction(label="unknown", confidence=0.0),
             bounding_box=BoundingBox(left=left, top=top_y, right=right, bottom=bottom),
             all_predictions=[p.to_prediction() for p in self.predictions] if include_predictions else None,
+            embedding=[float(v) for v in self.embedding]
+            if include_embedding and self.embedding is not None else None,
         )
 
     def to_api(self, include_predictions: bool = False) -> dict[str, Any]:
@@ -204,7 +208,8 @@ class Recognizer:
             predictions = tuple(
                 Match(names[k], float(confidences[index, k]), float(scores[index, k])) for k in order
             )
-            results.append(RecognizedFace(box=face.box, detection_score=face.score, predictions=predictions))
+            results.append(RecognizedFace(box=face.box, detection_score=face.score, predictions=predictions,
+                                          embedding=face.embedding))
         return results
 
     def recognize_bytes(self, data: bytes) -> list[RecognizedFace]:

@@ -42,6 +42,8 @@ class Face(BaseModel):
         default=None,
         description="Every enrolled person, best first, when include_predictions is true; else null.",
     )
+    # In-process only (the engine's face tracks): never part of an answer, never read from one.
+    embedding: list[float] | None = Field(default=None, exclude=True, repr=False)
 
     @property
     def label(self) -> str:
@@ -65,9 +67,12 @@ def parse_faces(payload: object) -> list[Face]:
     """The ``faces`` list of an API answer; ServiceError for anything malformed (a bad answer never
     unlocks: a confidence outside [0, 1], NaN, a missing label or box are all refused)."""
     try:
-        return _FACES.validate_python(payload)
+        faces = _FACES.validate_python(payload)
     except ValidationError as err:
         raise ServiceError(f"face recognition answer: malformed faces: {err.errors()[0]['msg']}") from err
+    # an answer never carries embeddings: whatever a server sends there is not believed
+    return [face.model_copy(update={"embedding": None}) if face.embedding is not None else face
+            for face in faces]
 
 
 class Recognition(BaseModel):

@@ -285,14 +285,6 @@ def test_activity_rows_with_iso_times_and_text_details_are_exported() -> None:
     assert rows_of(text)[1] == ["7", "2026-11-29T10:31:00.000Z", "ada", "remove", "'-rf"]
 
 
-def test_the_activity_export_says_so_while_the_audit_does_not_exist(system: System) -> None:
-    client = system.client()
-    if client.get("/api/audit").status_code != 404:
-        pytest.skip("the users' audit exists in this version")
-    answer = client.get("/api/audit.csv")
-    assert answer.status_code == 404 and "activity audit" in answer.json()["message"]
-
-
 def test_the_events_page_has_the_viewer_visits_exports_and_activity(system: System) -> None:
     client = system.client()
     script = client.get("/static/events.js").text
