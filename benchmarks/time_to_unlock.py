@@ -63,10 +63,12 @@ class OnsetWatcher:
     """Reads the camera's MJPEG stream like any client; records the capture time of each appearance's
     first face frame (a frame that differs from the plain background, after one that did not)."""
 
-    def __init__(self, stream_url: str) -> None:
+    def __init__(self, stream_url: str, token_file: Path) -> None:
+        from smartlock.camera.signing import viewing_token
         from smartlock.engine.frames import MjpegStream
 
-        self._stream = MjpegStream(stream_url)
+        token = viewing_token(token_file.read_text().strip())  # watch like a person, with the viewing token
+        self._stream = MjpegStream(stream_url, headers={"Authorization": f"Bearer {token}"})
         self._background = system.background().astype(np.int16)
         self.onsets: list[float] = []
         self._stop = threading.Event()
@@ -150,7 +152,7 @@ def latency_table(runs: int, seed: int) -> str:
     results = []
     with system.door(workdir, logs) as door, system.recognition(gallery.model_dir, logs) as api_port, \
             system.camera(video, logs) as camera_port:
-        watcher = OnsetWatcher(system.url(camera_port, "/stream.mjpg"))
+        watcher = OnsetWatcher(system.url(camera_port, "/stream.mjpg"), system.CAMERA_TOKENS[camera_port])
         try:
             for mode, label, extra in configs:
                 def make_args(log_path: Path, mode: str = mode, extra: list[str] = extra) -> list[str]:

@@ -133,6 +133,7 @@ class FrameHub:
         self.encode_unwatched = encode_unwatched
         self._wanted_until = 0.0
         self._tap_failures = 0
+        self._tap_error: str | None = None  # the last hand-over's failure, until one works again
         self.signer = signer
         self.encoder = encoder or FrameEncoder()
         self.backoff = backoff
@@ -247,8 +248,10 @@ class FrameHub:
             image = rotated(image, self.encoder.rotation)
             assert self.tap is not None
             self.tap(image, raw.timestamp)
-        except Exception as err:  # the served stream goes on whatever the tap does
+            self._tap_error = None
+        except Exception as err:  # the served stream goes on whatever the tap does; health says so
             self._tap_failures += 1
+            self._tap_error = f"frames are not reaching the engine: {type(err).__name__}: {err}"
             if self._tap_failures == 1 or self._tap_failures % 1000 == 0:
                 logger.warning("a frame could not be handed over in-process (%d so far): %s: %s",
                                self._tap_failures, type(err).__name__, err)
@@ -345,6 +348,8 @@ class FrameHub:
         span = window[-1] - window[0] if len(window) >= 2 else 0.0
         fps = (len(window) - 1) / span if span > 0 else 0.0
         state, error = self._state(now, since, started, error)
+        if self._tap_error is not None and state == "ok":
+            state, error = "failing", self._tap_error
         size = jpeg_size(frame.jpeg) if frame is not None else None
         return {
             "state": state,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ class Collector:
         self.keep_days = keep_days
         self.keep_frames = keep_frames
         self._writer = writer
-        self.saved: list[Path] = []
+        self.saved: deque[Path] = deque(maxlen=100)  # the latest frames saved (for logs and tests)
         self.errors = 0
         self.save_errors = 0
         self._saving = Outage("Saving collected frames", logger)

@@ -119,6 +119,7 @@ def run_vision(args: argparse.Namespace) -> int:
         _configure,
         build_analysis_hooks,
         build_door,
+        build_liveness,
         camera_frame_options,
         fan_out,
         stop_on_signals,
@@ -181,6 +182,7 @@ def run_vision(args: argparse.Namespace) -> int:
     unlock_log = UnlockLog(settings.log_path, settings.threshold, keep_days=settings.keep_days,
                            keep_count=settings.keep_unlocks)
     hooks, closers = build_analysis_hooks(settings, webhook_token)
+    liveness, lockout = build_liveness(settings)
     engine = Engine(frames, recognize, build_door(settings),
                     UnlockPolicy(settings.threshold, settings.min_frames, settings.window),
                     gate=gate if settings.haar_file_path is None else None,
@@ -189,7 +191,7 @@ def run_vision(args: argparse.Namespace) -> int:
                     unlock_log=unlock_log, events=events, settings=LoopSettings.of(settings),
                     face_unlock=mqtt.face_unlock if mqtt is not None else None,
                     on_unlock_frame=mqtt.unlock_frame if mqtt is not None else None,
-                    on_analysis=fan_out(hooks))
+                    on_analysis=fan_out(hooks), liveness=liveness, lockout=lockout)
     servers = _Servers()
     with stop_on_signals() as stop:
         try:

@@ -106,6 +106,8 @@ def _register_engine(subparsers: argparse._SubParsersAction) -> None:
     EngineSettings.add_option(optional, "collect_min_confidence", metavar="P")
     EngineSettings.add_option(optional, "collect_max_confidence", metavar="P")
     EngineSettings.add_option(optional, "collect_keep_frames", metavar="N")
+    for name in ("liveness", "liveness_timeout", "spoof_lockout", "spoof_lockout_minutes", "liveness_model"):
+        EngineSettings.add_option(optional, name)
     for name in ENGINE_MQTT_FLAGS:
         EngineSettings.add_option(optional, name)
     _add_help(optional)
@@ -267,6 +269,7 @@ def build_analysis_hooks(settings: EngineSettings,
     """The engine's ``on_analysis`` consumers (the live view's publisher, the collector) and what to close."""
     from smartlock.engine.collector import Collector
     from smartlock.engine.live import LivePublisher
+    from smartlock.engine.sinks import BackgroundHook
 
     hooks: list[Callable[[Analysis], object]] = []
     closers: list[Any] = []
@@ -280,8 +283,14 @@ def build_analysis_hooks(settings: EngineSettings,
                               max_confidence=high, keep_days=settings.keep_days,
                               keep_frames=settings.collect_keep_frames)
         collector.start_pruning()
-        hooks.append(collector.consider)
-        closers.append(collector)
+        only_analysed = BackgroundHook(collector.consider, "collector")  # disk writes off the engine's thread
+
+        def collect(analysis: Analysis) -> None:
+            if analysis.analysed:
+                only_analysed(analysis)
+
+        hooks.append(collect)
+        closers += [only_analysed, collector]
     return hooks, closers
 
 
@@ -294,6 +303,25 @@ class _NoFrames:
 
 def _no_recognition(image: object) -> object:
     raise RuntimeError("the engine's collector recognises nothing itself")
+
+
+def build_liveness(settings: EngineSettings) -> tuple[Any, Any]:
+    """(LivenessCheck, SpoofLockout) for --liveness on, else (None, None) with a warning in the log."""
+    if settings.liveness == "off":
+        logger.warning("LIVENESS IS OFF (--liveness off): a photo, a printed card or a screen showing an "
+                       "enrolled person opens the door, as in the seed")
+        return None, None
+    from smartlock.engine.liveness.judge import LivenessJudge, LivenessSettings
+    from smartlock.engine.spoofing import LOCKOUT_FILE, LivenessCheck, SpoofLockout
+
+    judge = LivenessJudge(LivenessSettings(model_path=settings.liveness_model))
+    lockout = SpoofLockout(settings.log_path / LOCKOUT_FILE, settings.spoof_lockout,
+                           pause=settings.spoof_lockout_minutes * 60)
+    logger.info("Liveness on: cues %s; a track undecided after %g s is refused; %s",
+                ", ".join(judge.cue_names), settings.liveness_timeout,
+                f"{settings.spoof_lockout} attacks within 10 minutes pause face unlock for "
+                f"{settings.spoof_lockout_minutes:g} minutes" if settings.spoof_lockout else "no lockout")
+    return LivenessCheck(judge, settings.liveness_timeout), lockout
 
 
 def fan_out(hooks: list[Callable[[Analysis], object]]) -> Callable[[Analysis], None] | None:
@@ -340,6 +368,7 @@ def run_engine(args: argparse.Namespace) -> int:
     unlock_log = UnlockLog(settings.log_path, settings.threshold, keep_days=settings.keep_days,
                            keep_count=settings.keep_unlocks)
     hooks, closers = build_analysis_hooks(settings, webhook_token)
+    liveness, lockout = build_liveness(settings)
     seed_sampling = settings.haar_file_path is not None  # the seed's cascade is too slow for every frame
     def seed_detector(image: np.ndarray) -> bool:
         return gate(image, time.monotonic()).any_face
@@ -349,7 +378,7 @@ def run_engine(args: argparse.Namespace) -> int:
                     unlock_log=unlock_log, events=events, settings=LoopSettings.of(settings),
                     face_unlock=mqtt.face_unlock if mqtt is not None else None,
                     on_unlock_frame=mqtt.unlock_frame if mqtt is not None else None,
-                    on_analysis=fan_out(hooks))
+                    on_analysis=fan_out(hooks), liveness=liveness, lockout=lockout)
     with stop_on_signals() as stop:
         unlock_log.start_pruning()
         reader.start()

@@ -25,7 +25,7 @@ from smartlock.engine.frames import Frame, FrameSource, next_due_frame
 from smartlock.engine.gate import Gate, GateResult
 from smartlock.engine.policy import Decision, UnlockPolicy
 from smartlock.engine.sinks import EventSink, NullSink, UnlockLog
-from smartlock.engine.spoofing import LivenessCheck, SpoofLockout
+from smartlock.engine.spoofing import CheckResult, LivenessCheck, Pending, SpoofLockout
 from smartlock.engine.stats import EngineStats, LoopSettings
 from smartlock.engine.tracks import Detection, Recognition, Track, Tracker, iou
 from smartlock.engine.vision import prepare
@@ -172,7 +172,7 @@ class Engine:
             gated = self.gate.detect(image, self.clock())
             tracks = self.tracker.update(frame.received, frame.seq, gated.detections, image)
             if self.liveness is not None and self.tracker.ended:
-                self.liveness.forget(self.tracker.ended)
+                self._report_undecided(self.liveness.forget(self.tracker.ended))
             self._report_unusable(gated, tracks)
             if not gated.faces:
                 self.stats.frames_without_face += 1
@@ -203,7 +203,13 @@ class Engine:
         face_tracks = self._track(frame, image, faces, detections)
         decision = self.policy.observe(frame.received, faces, [track.id for track in face_tracks])
         self._report(faces, face_tracks)
-        self._publish(frame, image, faces, face_tracks, analysed=True)
+        try:
+            return self._decide(decision, image, faces, frame)
+        finally:  # after the door (and the liveness verdict): the live view and the collector
+            self._publish(frame, image, faces, face_tracks, analysed=True)
+
+    def _decide(self, decision: Decision | None, image: np.ndarray, faces: list[Face],
+                frame: Frame) -> Decision | None:
         if decision is None or self.clock() < self._door_ready_at:
             return None
         if not self._allowed(decision):
@@ -232,7 +238,7 @@ class Engine:
         track = self.tracker.get(decision.track) if decision.track is not None else None
         if track is None:  # nothing to judge: the door stays shut
             return False
-        result = self.liveness.check(track, self.clock())
+        result = self.liveness.check(track, self.clock(), decision.label, decision.confidence)
         if result.outcome == "live":
             decided_by = ", ".join(result.details.get("decided_by", []))
             logger.info("Track %d judged live by %s", track.id, decided_by)
@@ -241,8 +247,8 @@ class Engine:
             self.stats.liveness_waits += result.outcome == "wait"
             return False
         self.stats.refused_spoof += 1
-        paused = self.lockout.record_attack() if self.lockout is not None and result.outcome == "attack" \
-            else None
+        # an undecided track counts too: else a picture the cues cannot judge could be retried for ever
+        paused = self.lockout.record_attack() if self.lockout is not None else None
         details = result.details
         logger.warning("Refused %s (confidence %.3f, track %d): %s%s", decision.label, decision.confidence,
                        track.id, "presentation attack caught by " + ", ".join(details.get("decided_by", []))
@@ -257,6 +263,19 @@ class Engine:
             self.events.emit({"event": "lockout", "time": current_timestamp(), "until": iso_time(paused),
                               "attacks": self.lockout.limit if self.lockout is not None else None})
         return False
+
+    def _report_undecided(self, left: list[tuple[Track, Pending]]) -> None:
+        """Tracks recognised as someone that left before liveness could judge them: the door stayed shut;
+        say so (they do not count toward the lockout: people walking past are not attacks)."""
+        for track, pending in left:
+            self.stats.refused_spoof += 1
+            details = CheckResult("timeout", pending.verdict).details
+            logger.info("Track %d (%s, confidence %.3f) left before it was judged live; the door stayed shut",
+                        track.id, pending.label, pending.confidence)
+            self.events.emit({
+                "event": "refused-spoof", "time": current_timestamp(), "person": pending.label,
+                "confidence": pending.confidence, "track": track.id, "reason": "undecided", **details,
+            })
 
     def _recognize(self, image: np.ndarray) -> list[Face] | None:
         shown = np.ascontiguousarray(image[:, ::-1]) if self.settings.mirror else image
@@ -286,7 +305,9 @@ class Engine:
         leftovers = [i for i, track in enumerate(matched) if track is None]
         if leftovers:
             boxes = [Detection(box=faces[i].box, score=1.0) for i in leftovers]
-            new_tracks = self.tracker.update(frame.received, frame.seq, boxes, image)
+            # with the gate this frame's update has been made; without it this is the frame's update
+            new_tracks = self.tracker.update(frame.received, frame.seq, boxes, image,
+                                             more=detections is not None)
             for i, new in zip(leftovers, new_tracks, strict=True):
                 matched[i] = new
         result = []
@@ -393,6 +414,9 @@ class Engine:
         last = self._last_event.get((kind, key))
         if last is not None and now - last < self.settings.event_interval:
             return False
+        if len(self._last_event) > 1000:  # keys per track: forget the ones past their interval
+            self._last_event = {k: t for k, t in self._last_event.items()
+                                if now - t < self.settings.event_interval}
         self._last_event[(kind, key)] = now
         self.events.emit({"event": kind, "time": current_timestamp(), **payload})
         return True

@@ -28,6 +28,9 @@ DEFAULT_LOG_PATH = Path("log")
 DEFAULT_KEEP_DAYS = 30.0
 DEFAULT_KEEP_UNLOCKS = 1000
 DEFAULT_KEEP_FRAMES = 1000
+DEFAULT_LIVENESS_TIMEOUT = 3.0
+DEFAULT_SPOOF_LOCKOUT = 3
+DEFAULT_SPOOF_LOCKOUT_MINUTES = 10.0
 DEFAULT_GATE_SIZE = 320  # smartlock.engine.gate imports it from here (and onnxruntime only when used)
 API_KEY_ENV = "SMARTLOCK_API_KEY"
 
@@ -162,6 +165,35 @@ class EngineSettings(StreamClientSettings, MqttSettings):
         default=DEFAULT_KEEP_FRAMES, ge=1,
         description=f"Keep at most this many collected frames. Default {DEFAULT_KEEP_FRAMES}.",
     )
+    liveness: Literal["on", "off"] = Field(
+        default="on",
+        description="Unlock only for a face track judged live (refuses photos, printed cards and screens "
+        "showing an enrolled person). off: the seed's rule, any face that is recognised opens the door.",
+    )
+    liveness_timeout: float = Field(
+        default=DEFAULT_LIVENESS_TIMEOUT, gt=0.0, le=60.0,
+        description="Seconds a recognised track may stay undecided (not yet judged live) before it is "
+        f"refused. Default {DEFAULT_LIVENESS_TIMEOUT:g}.",
+        json_schema_extra={"metavar": "SECONDS"},
+    )
+    spoof_lockout: int = Field(
+        default=DEFAULT_SPOOF_LOCKOUT, ge=0, le=1000,
+        description=f"Pause face unlock after this many refused presentation attacks within 10 minutes "
+        f"(0: never). Default {DEFAULT_SPOOF_LOCKOUT}.",
+        json_schema_extra={"metavar": "N"},
+    )
+    spoof_lockout_minutes: float = Field(
+        default=DEFAULT_SPOOF_LOCKOUT_MINUTES, gt=0.0, le=7 * 24 * 60,
+        description=f"How long face unlock pauses after --spoof-lockout attacks. Default "
+        f"{DEFAULT_SPOOF_LOCKOUT_MINUTES:g}; an admin lifts it from the dashboard.",
+        json_schema_extra={"metavar": "MINUTES"},
+    )
+    liveness_model: Path | None = Field(
+        default=None,
+        description="Also use this ONNX presentation-attack classifier (input: a face crop, output: live "
+        "probability; see the README). Nothing is downloaded; nothing is needed without it.",
+        json_schema_extra={"metavar": "FILE"},
+    )
     keep_unlocks: int = Field(
         default=DEFAULT_KEEP_UNLOCKS, ge=1,
         description=f"Keep at most this many unlock frames (the newest). Default {DEFAULT_KEEP_UNLOCKS}.",
@@ -176,6 +208,9 @@ class EngineSettings(StreamClientSettings, MqttSettings):
     def _window_for_several_frames(self) -> Self:
         if self.min_frames > 1 and self.window <= 0:
             raise ValueError(f"--window must be positive when --min-frames > 1, got {self.window:g}")
+        if self.liveness == "on" and self.haar_file_path:
+            raise ValueError("--liveness on needs the default face gate (its landmarks follow each face): "
+                             "leave out --haar-file-path, or give --liveness off")
         low, high = self.collect_band
         if self.collect_dir is not None and low > high:
             raise ValueError("need --collect-min-confidence <= --collect-max-confidence, "

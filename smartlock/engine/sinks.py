@@ -213,3 +213,40 @@ class WebhookSink:
                 self.failed += 1
                 logger.warning("Webhook %s failed for a %r event: %s", redact_url(self.url),
                                event.get("event"), redact_url(str(err)))
+
+
+class BackgroundHook:
+    """Runs ``work(item)`` in a daemon thread, so a slow consumer (the collector writing to disk) never
+    delays the engine; at most ``size`` items wait, newer ones are dropped and counted when it is busy."""
+
+    def __init__(self, work: Callable[[Any], object], what: str, size: int = 2) -> None:
+        self._work = work
+        self.what = what
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=size)
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name=what, daemon=True)
+        self._thread.start()
+
+    def __call__(self, item: Any) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+
+    def close(self, timeout: float = 5.0) -> None:
+        with contextlib.suppress(queue.Full):
+            self._queue.put(_STOP, timeout=timeout)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            try:
+                self._work(item)
+            except Exception:
+                logger.exception("%s failed on one item; carrying on", self.what)
+
+
+_STOP = object()

@@ -32,7 +32,7 @@ DEFAULT_LOCKOUT = 3
 DEFAULT_LOCKOUT_MINUTES = 10.0
 ATTACK_WINDOW = 600.0  # seconds in which --spoof-lockout attacks pause face unlock
 
-Outcome = Literal["live", "attack", "timeout", "wait", "refused"]
+Outcome = Literal["live", "attack", "timeout", "wait", "refused"]  # "undecided": the track left waiting
 
 
 class Judges(Protocol):
@@ -55,16 +55,26 @@ class CheckResult:
         return {"liveness": data.get("state"), "decided_by": data.get("decided_by", []), "cues": fired}
 
 
+@dataclass
+class Pending:
+    """A track recognised as someone (a decision) but not yet judged live."""
+
+    since: float  # time of its first decision
+    label: str
+    confidence: float
+    verdict: Any = None
+
+
 class LivenessCheck:
-    """Judges tracks on demand and remembers the ones it refused (until the track ends)."""
+    """Judges tracks on demand and remembers the ones it refused or is waiting on (until the track ends)."""
 
     def __init__(self, judge: Judges, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.judge = judge
         self.timeout = timeout
-        self._pending: dict[int, float] = {}  # track id -> time of its first decision
+        self._pending: dict[int, Pending] = {}
         self._refused: set[int] = set()
 
-    def check(self, track: Track, now: float) -> CheckResult:
+    def check(self, track: Track, now: float, label: str = "", confidence: float = 0.0) -> CheckResult:
         if track.id in self._refused:
             return CheckResult("refused", track.verdict)
         verdict = self.judge.judge(track)
@@ -74,19 +84,27 @@ class LivenessCheck:
             self._pending.pop(track.id, None)
             return CheckResult("live", verdict)
         if state == "attack":
+            self._pending.pop(track.id, None)
             self._refused.add(track.id)
             return CheckResult("attack", verdict)
-        first = self._pending.setdefault(track.id, now)
-        if now - first > self.timeout:
+        pending = self._pending.setdefault(track.id, Pending(now, label, confidence))
+        pending.verdict = verdict
+        if now - pending.since > self.timeout:
+            self._pending.pop(track.id, None)
             self._refused.add(track.id)
             return CheckResult("timeout", verdict)
         return CheckResult("wait", verdict)
 
-    def forget(self, ended: list[Track]) -> None:
-        """Drop the state of tracks that ended (bounded memory)."""
+    def forget(self, ended: list[Track]) -> list[tuple[Track, Pending]]:
+        """Drop the state of tracks that ended (bounded memory); the ones that left while still waiting to
+        be judged live (the door stayed shut: the engine reports them)."""
+        left = []
         for track in ended:
-            self._pending.pop(track.id, None)
+            pending = self._pending.pop(track.id, None)
+            if pending is not None:
+                left.append((track, pending))
             self._refused.discard(track.id)
+        return left
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from smartlock.engine.policy import Decision
@@ -53,7 +54,7 @@ class EngineStats:
     refused_lockout: int = 0  # decisions refused while face unlock was paused after attacks
     liveness_waits: int = 0  # decisions held while liveness was still undecided
     frames_not_saved: int = 0  # unlock frames lost (full disk, ...): the unlocks still happened
-    unlocked: list[Decision] = field(default_factory=list)
+    unlocked: deque[Decision] = field(default_factory=lambda: deque(maxlen=100))  # the latest (for tests)
 
     def summary(self) -> str:
         """One line a test (or a person) can wait on: "seen 12, without face 8, ..., unlocks 1"."""

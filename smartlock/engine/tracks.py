@@ -88,6 +88,7 @@ class Track:
     history: deque[Observation]
     split_from: int | None = None  # the track this one was split off (another person under the same box)
     verdict: object | None = None  # the liveness judge's latest verdict, when liveness is on
+    misses: int = 0  # tracker updates since the last one that saw this face
     _labels: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -102,17 +103,9 @@ class Track:
     def duration(self) -> float:
         return self.last_seen - self.started
 
-    def observations(self) -> list[Observation]:
-        return list(self.history)
-
     def recognised(self) -> Iterator[Observation]:
         """The observations recognition has judged, oldest first."""
         return (obs for obs in self.history if obs.recognition is not None)
-
-    def identity(self) -> str | None:
-        """The one person this track was recognised as above the threshold (None when none yet)."""
-        confident = [label for label, count in self._labels.items() if count > 0]
-        return confident[0] if len(confident) == 1 else None
 
 
 def iou(a: Box, b: Box) -> float:
@@ -167,11 +160,16 @@ class Tracker:
         return self._tracks.get(track_id)
 
     def update(self, t: float, seq: int, detections: Sequence[Detection],
-               image: np.ndarray | None = None) -> list[Track]:
-        """Add one frame's detections; returns the track of each detection, in the same order."""
-        self.ended = [track for track in self._tracks.values() if t - track.last_seen > self.max_gap]
-        for track in self.ended:
-            del self._tracks[track.id]
+               image: np.ndarray | None = None, *, more: bool = False) -> list[Track]:
+        """Add one frame's detections; returns the track of each detection, in the same order. A track
+        ends when an update did not see it and it was last seen more than ``max_gap`` s ago (so frames
+        analysed further apart than that, e.g. a slow recogniser, keep their tracks while the face stays).
+        ``more``: further detections of a frame already updated (it does not count as a miss)."""
+        if not more:
+            self.ended = [track for track in self._tracks.values()
+                          if track.misses > 0 and t - track.last_seen > self.max_gap]
+            for track in self.ended:
+                del self._tracks[track.id]
         pairs = sorted(
             ((iou(track.last.box, det.box), track.id, index)
              for track in self._tracks.values() if track.last.seq != seq
@@ -192,7 +190,13 @@ class Tracker:
         for index, det in enumerate(detections):
             track = assigned[index] if index in assigned else self._new_track(t)
             track.history.append(self._observation(t, seq, det, frame_size, image))
+            track.misses = 0
             result.append(track)
+        if not more:
+            seen = {track.id for track in result}
+            for track in self._tracks.values():
+                if track.id not in seen:
+                    track.misses += 1
         return result
 
     def recognised(self, track: Track, recognition: Recognition, threshold: float) -> Track:

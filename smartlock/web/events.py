@@ -25,8 +25,8 @@ from typing import Any
 
 from smartlock.fileio import atomic_write
 
-KINDS = ("unlock", "stranger", "sighting", "lock")
-MERGED_KINDS = ("stranger", "sighting")
+KINDS = ("unlock", "stranger", "sighting", "lock", "spoof", "lockout")
+MERGED_KINDS = ("stranger", "sighting", "spoof")
 VISIT_GAP = 300.0  # s: an unlock this soon after the person's previous one at that door: the same visit
 MAX_VISIT = 500  # unlocks in one visit row (a longer loop starts a new row)
 MAX_EXPORT = 100_000  # rows in one export

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -44,7 +44,7 @@ RESTARTS: dict[str, tuple[str, ...]] = {
     "keep_unlocks": ("vision",), "timeline_max_events": ("dashboard",), "camera": ("vision",),
     "mqtt_url": ("door", "vision"), "mqtt_user": ("door", "vision"), "mqtt_password": ("door", "vision"),
     "mqtt_allow_unlock": ("door",), "mqtt_unlock_code": ("door",), "mqtt_images": ("vision",),
-    "door_name": ("door", "vision"),
+    "door_name": ("door", "vision"), "liveness": ("vision",),
 }
 # how the page names the processes of `up` ("vision" holds the camera, the recognition API and the engine)
 PART_LABELS = {"vision": "camera, recognition and engine", "door": "door"}
@@ -54,7 +54,7 @@ LABELS = {
     "camera": "camera source",
     "mqtt_url": "MQTT broker", "mqtt_user": "MQTT user", "mqtt_password": "MQTT password",
     "mqtt_allow_unlock": "unlock from MQTT", "mqtt_unlock_code": "MQTT unlock code",
-    "mqtt_images": "MQTT images", "door_name": "door name",
+    "mqtt_images": "MQTT images", "door_name": "door name", "liveness": "liveness check",
 }
 
 
@@ -97,6 +97,7 @@ class SystemSettings(StrictModel):
     mqtt_unlock_code_set: bool = False
     mqtt_images: bool = False
     door_name: str = Field("door", max_length=64)
+    liveness: bool = Field(True, description="unlock only for faces judged live (refuse photos and screens)")
 
     @field_validator("camera")
     @classmethod
@@ -145,6 +146,10 @@ class SystemSettings(StrictModel):
 DashboardSettings = SystemSettings  # the name of the threshold-only settings before the Settings page
 
 
+SECRET_QUERY_KEYS = {"password", "passwd", "pwd", "pass", "token", "key", "apikey", "api_key", "secret",
+                     "auth", "access_token", "sig", "signature"}
+
+
 def check_camera(value: str | None) -> str | None:
     """A camera source as the camera takes it: a device index, /dev/videoN, picamera, an http(s)/rtsp URL
     (without a password: it would show on a command line) or the absolute path of a file or folder."""
@@ -170,6 +175,11 @@ def check_camera(value: str | None) -> str | None:
                              "and names a host")
         if parts.password is not None:
             raise ValueError("no password in the URL: it would show on the camera's command line")
+        secret = [key for key, _ in parse_qsl(parts.query, keep_blank_values=True)
+                  if key.lower() in SECRET_QUERY_KEYS]
+        if secret:
+            raise ValueError(f"no {secret[0]}= in the URL: it would show on the camera's command line, in "
+                             "the settings and in the audit; give the camera a URL without it")
         try:
             parts.port  # noqa: B018 - raises for a bad port
         except ValueError as err:

@@ -70,5 +70,12 @@ def entry_from_engine(payload: Any) -> TimelineEntry | None:
         if best and confidence is not None and confidence >= SIGHTING_FLOOR and best != "unknown":
             return TimelineEntry("sighting", best, confidence, when, keep)
         return TimelineEntry("stranger", None, confidence, when, {**keep, "best_label": best})
+    if name == "refused-spoof":  # a photo, card or screen of someone enrolled (or liveness undecided)
+        fired = payload.get("decided_by")
+        cues = ", ".join(str(cue)[:40] for cue in fired[:8]) if isinstance(fired, list) else ""
+        return TimelineEntry("spoof", _text(payload.get("person")), _number(payload.get("confidence")), when,
+                             {**keep, "cues": cues})
+    if name == "lockout":
+        return TimelineEntry("lockout", None, None, when, keep)
     return None
 

@@ -74,6 +74,10 @@ class UpSettings(TlsSettings, MqttSettings):
         DEFAULT_LOCK_DELAY, gt=0, le=MAX_LOCK_DELAY,
         description="how long an unlock keeps the door open, in seconds",
     )
+    liveness: Literal["on", "off"] = Field(
+        "on", description="unlock only for faces judged live, refusing photos, printed cards and screens "
+        "(off: any recognised face opens the door, as in the seed)",
+    )
     collect: bool = Field(
         True, json_schema_extra={"flag": "--no-collector", "negate": True},
         description="do not run the data collector (frames below the threshold, for enrollment)",
@@ -320,7 +324,7 @@ class Plan:
             door_secret_file=self.layout.door_secret, threshold=tuning.threshold, log_path=self.layout.log,
             webhook_url=self.webhook_url, live_url=self.live_url,
             webhook_token_file=self.layout.webhook_token, keep_days=tuning.keep_days,
-            keep_unlocks=tuning.keep_unlocks,
+            keep_unlocks=tuning.keep_unlocks, liveness=self.options.liveness,
             **collect, **self.mqtt("mqtt_allow_unlock", "mqtt_unlock_code_file"),
         ))
 

@@ -36,7 +36,7 @@ FLAG_FIELDS = {"--lock-delay": "lock_delay", "--camera": "camera", "--mqtt-url":
                "--mqtt-password-file": "mqtt_password", "--mqtt-unlock-code-file": "mqtt_unlock_code",
                "--mqtt-allow-unlock": "mqtt_allow_unlock", "--mqtt-ca-file": "mqtt_url",
                "--door-name": "door_name", "--threshold": "threshold", "--keep-days": "keep_days",
-               "--keep-unlocks": "keep_unlocks", "--max-confidence": "threshold"}
+               "--keep-unlocks": "keep_unlocks", "--max-confidence": "threshold", "--liveness": "liveness"}
 
 
 def command_line_fields(options: UpSettings) -> set[str]:
@@ -61,6 +61,9 @@ def start_settings(saved: SystemSettings, options: UpSettings,
     if "camera" in given and options.camera is not None:
         values["camera"] = camera_source(options.camera)
         flags["camera"] = "--camera"
+    if "liveness" in given:
+        values["liveness"] = options.liveness == "on"
+        flags["liveness"] = f"--liveness {options.liveness}"
     if given & set(MQTT_FLAGS):  # the MQTT settings come from the command line as a whole
         url, user = split_user(options.mqtt_url)
         values.update(mqtt_url=url, mqtt_user=user, mqtt_password_set=options.mqtt_password_file is not None,
@@ -91,7 +94,7 @@ def options_for(base: UpSettings, settings: SystemSettings, files: SecretFiles) 
         lock_delay=settings.lock_delay, camera=settings.camera, mqtt_url=settings.broker_url,
         mqtt_password_file=files.get("mqtt_password"), mqtt_allow_unlock=settings.mqtt_allow_unlock,
         mqtt_unlock_code_file=files.get("mqtt_unlock_code"), mqtt_images=settings.mqtt_images,
-        door_name=settings.door_name,
+        door_name=settings.door_name, liveness="on" if settings.liveness else "off",
     )
     if settings.mqtt_url is None:
         values.update(mqtt_ca_file=None, mqtt_password_file=None, mqtt_unlock_code_file=None,

@@ -53,3 +53,20 @@ def test_a_failing_tap_does_not_stop_the_stream() -> None:
         first = hub.wait_for_frame(0, timeout=5)
         assert first is not None and calls.is_set()
         assert hub.wait_for_frame(first.seq + 20, timeout=5) is not None
+
+
+def test_health_says_failing_while_frames_do_not_reach_the_engine() -> None:
+    broken = threading.Event()
+
+    def tap(image: np.ndarray, captured: float) -> None:
+        if broken.is_set():
+            raise RuntimeError("engine gone")
+
+    hub = FrameHub(StillSource(jpeg(), fps=100.0), tap=tap, encode_unwatched=False)
+    with hub:
+        wait_for(lambda: hub.health()["state"] == "ok", 10, what="the camera ok")
+        broken.set()
+        wait_for(lambda: hub.health()["state"] == "failing", 10, what="health to say failing")
+        assert "not reaching the engine" in hub.health()["error"]
+        broken.clear()
+        wait_for(lambda: hub.health()["state"] == "ok", 10, what="health ok again")

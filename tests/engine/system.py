@@ -290,13 +290,15 @@ def smartlock_process(args: Sequence[str], output: Path) -> Iterator[Process]:
 
 
 def engine_args(camera_port: int, door_: Door, log_path: Path, *, api_port: int | None = None,
-                model_dir: Path | None = None, extra: Sequence[str] = ()) -> list[str]:
+                model_dir: Path | None = None, extra: Sequence[str] = (), liveness: str = "off") -> list[str]:
+    """`smartlock engine` against these parts. Liveness is off by default here: these videos show a
+    photo on a wall, which liveness rightly refuses; the liveness tests turn it on."""
     source = (["--face-recognition-api-url", url(api_port, "/face-recognition")] if api_port
               else ["--model", str(model_dir)])
     return ["engine", "--camera-url", url(camera_port, "/stream.mjpg"), *source,
             *secret_args(camera_port, api_port),
             "--door-api-url", door_.unlock_url, "--door-secret-file", str(door_.secret_file),
-            "--log-path", str(log_path), *extra]
+            "--log-path", str(log_path), "--liveness", liveness, *extra]
 
 
 # -- a light rig: a real engine / collector process without a real recogniser -------------------------
@@ -342,3 +344,16 @@ def fake_recognition(label: str = "alice", confidence: float = 0.99) -> Iterator
 
     with uvicorn_server(app) as base:
         yield FakeRecognition(f"{base}/face-recognition", calls)
+
+
+def webhook_receiver() -> tuple[list[dict], FastAPI]:
+    """An app receiving the engine's webhook events (``POST /events``) into the returned list."""
+    received: list[dict] = []
+    app = FastAPI()
+
+    @app.post("/events")
+    async def events(request: Request) -> dict:
+        received.append(await request.json())
+        return {}
+
+    return received, app

@@ -60,9 +60,17 @@ def test_bad_band_fails_before_anything_starts(tmp_path, capsys) -> None:
 
 
 def test_missing_haar_file_is_a_clear_error(tmp_path, capsys) -> None:
-    code = main([*SEED_ENGINE, "--log-path", str(tmp_path), "--haar-file-path", str(tmp_path / "none.xml")])
+    code = main([*SEED_ENGINE, "--log-path", str(tmp_path), "--haar-file-path", str(tmp_path / "none.xml"),
+                 "--liveness", "off"])
     assert code == 2
     assert "Haar cascade file not found" in capsys.readouterr().err
+
+
+def test_the_seeds_haar_cascade_needs_liveness_off(tmp_path, capsys) -> None:
+    """Liveness follows each face's landmarks, which only the default gate gives."""
+    code = main([*SEED_ENGINE, "--log-path", str(tmp_path), "--haar-file-path", str(tmp_path / "none.xml")])
+    assert code == 2
+    assert "--liveness off" in capsys.readouterr().err
 
 
 def test_logs_go_to_stdout_and_log_txt(tmp_path, capsys) -> None:

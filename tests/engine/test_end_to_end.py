@@ -4,15 +4,14 @@ door API (gpiozero MockFactory relay). Photos from ../shared/faces; a real ArcFa
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from fastapi import FastAPI, Request
 
 from tests.engine import system
-from tests.engine.system import Door, Gallery, Process, background, on_canvas, write_video
+from tests.engine.system import Gallery, Process, background, on_canvas, write_video
 from tests.support import uvicorn_server, wait_for
 
 pytestmark = [pytest.mark.faces, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -25,47 +24,6 @@ def wait_on(process: Process, predicate: Callable[[], T], what: str, timeout: fl
         return wait_for(predicate, timeout=timeout, interval=0.2, what=what)
     except AssertionError as err:
         raise AssertionError(f"{err}; output:\n{process.text()[-3000:]}") from None
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("e2e")
-
-
-@pytest.fixture(scope="module")
-def logs(workdir: Path) -> Path:
-    path = workdir / "service-logs"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture(scope="module")
-def gallery(faces_dir: Path, workdir: Path) -> Gallery:
-    return system.build_gallery(faces_dir, workdir / "model", people=3, photos=3)
-
-
-@pytest.fixture(scope="module")
-def api_port(gallery: Gallery, logs: Path) -> Iterator[int]:
-    with system.recognition(gallery.model_dir, logs) as port:
-        yield port
-
-
-@pytest.fixture(scope="module")
-def door(workdir: Path, logs: Path) -> Iterator[Door]:
-    with system.door(workdir, logs) as door:
-        yield door
-
-
-def webhook_receiver() -> tuple[list[dict], FastAPI]:
-    received: list[dict] = []
-    app = FastAPI()
-
-    @app.post("/events")
-    async def events(request: Request) -> dict:
-        received.append(await request.json())
-        return {}
-
-    return received, app
 
 
 def enrolled_probe(gallery: Gallery) -> tuple[str, Path]:
@@ -84,7 +42,7 @@ def test_enrolled_person_unlocks_once_and_is_audited(gallery, api_port, door, wo
                                                    (background(), 9.0)])
     log_path = workdir / "engine-enrolled"
     start_id = door.last_id()
-    received, webhook_app = webhook_receiver()
+    received, webhook_app = system.webhook_receiver()
     with uvicorn_server(webhook_app) as webhook, system.camera(video, logs) as camera_port, \
             system.smartlock_process(
                 system.engine_args(camera_port, door, log_path, api_port=api_port,

@@ -147,3 +147,20 @@ def test_a_face_recognition_finds_where_the_gate_saw_none_gets_a_track_of_its_ow
     assert door.opened == [("alice", 0.95)]
     tracks = {track.id: track for track in engine.tracker.active}
     assert len(tracks) == 2 and engine.stats.unlocked[0].track in tracks
+
+
+def test_frames_analysed_0_8_s_apart_still_add_up_on_one_track(tmp_path: Path) -> None:
+    """The seed's pre-filter path (or a slow recogniser): frames 0.8 s apart, longer than a track's gap."""
+    from tests.engine.fakes import always
+
+    clock = ManualClock()
+    door = FakeDoor()
+    recognizer = ScriptedRecognizer([api_face("alice", 0.93, mirrored(LEFT))])
+    engine = Engine(EndlessFrames(clock), recognizer, door, UnlockPolicy(0.8, 2, 1.5), detector=always(True),
+                    settings=LoopSettings(fps=1.25, max_fps=1.25, block_time=6), clock=clock)
+    stop = ClockStop(clock)
+    for _ in range(40):
+        engine.step(stop)
+        if door.opened:
+            break
+    assert door.opened == [("alice", 0.93)] and recognizer.calls == 2

@@ -91,3 +91,26 @@ def test_a_hanging_webhook_never_blocks_emit() -> None:
     release.set()
     sink.close(timeout=5)
     assert sink.failed >= 1 and sink.sent == 0
+
+
+def test_a_background_hook_never_makes_the_caller_wait_and_counts_what_it_drops() -> None:
+    import threading
+
+    from smartlock.engine.sinks import BackgroundHook
+
+    release, started, done = threading.Event(), threading.Event(), []
+
+    def slow(item: int) -> None:
+        started.set()
+        release.wait(10)
+        done.append(item)
+
+    hook = BackgroundHook(slow, "test", size=2)
+    hook(1)
+    assert started.wait(5)  # item 1 is being worked on: the queue holds 2 more
+    for item in range(2, 7):
+        hook(item)  # returns at once even though the worker is stuck
+    assert hook.dropped == 3
+    release.set()
+    hook.close()
+    assert done == [1, 2, 3]

@@ -135,3 +135,15 @@ def test_track_state_is_forgotten_when_the_track_ends() -> None:
     assert check.check(track, 0.1).outcome == "refused"
     check.forget([track])
     assert check.check(track, 0.2).outcome == "attack"
+
+
+def test_a_recognised_track_that_leaves_undecided_is_reported_not_counted(tmp_path: Path) -> None:
+    lockout = SpoofLockout(tmp_path / LOCKOUT_FILE, limit=1)
+    eng, door, sink, clock = engine(tmp_path, ScriptedJudge("undecided"), lockout=lockout, timeout=10)
+    run(eng, clock, 10)  # recognised, waiting to be judged live
+    eng.gate.finder = lambda image: []  # the face leaves
+    clock.advance(1.0)
+    run(eng, clock, 5)
+    (event,) = [e for e in sink.events if e["event"] == "refused-spoof"]
+    assert event["reason"] == "undecided" and event["person"] == "alice" and door.calls == []
+    assert lockout.paused_until() is None  # someone walking past is not an attack

@@ -39,16 +39,26 @@ def test_two_faces_get_two_tracks_and_keep_them_when_listed_in_another_order() -
     assert a.id != b.id and (a2.id, b2.id) == (a.id, b.id)
 
 
+def test_frames_analysed_further_apart_than_the_gap_keep_the_track_while_the_face_stays() -> None:
+    """A slow recogniser (or the seed's Haar sampling) sees the face every 0.8 s: one track, not three."""
+    tracker = Tracker(max_gap=0.7)
+    ids = {tracker.update(0.8 * step, step + 1, [det(100 + step)])[0].id for step in range(4)}
+    assert len(ids) == 1
+    tracker.update(4.0, 9, [])  # the face is gone from an update...
+    tracker.update(4.8, 10, [])  # ...and from the next, 0.8 s later: now the track ends
+    assert tracker.active == []
+
+
 def test_a_track_ends_after_the_gap_and_a_new_face_starts_a_new_one() -> None:
     tracker = Tracker(max_gap=0.5)
     (first,) = tracker.update(0.0, 1, [det(100)])
     tracker.update(0.3, 2, [])
     (again,) = tracker.update(0.45, 3, [det(102)])
     assert again.id == first.id
-    tracker.update(1.0, 4, [])
-    assert [track.id for track in tracker.ended] == [first.id] and tracker.active == []
+    tracker.update(1.0, 4, [])  # not seen by this update: it ends at the next one, 0.55 s after the face
     (later,) = tracker.update(1.1, 5, [det(102)])
-    assert later.id != first.id
+    assert later.id != first.id and [track.id for track in tracker.ended] == [first.id]
+    assert [track.id for track in tracker.active] == [later.id]
 
 
 def test_far_apart_boxes_are_different_tracks() -> None:
@@ -62,11 +72,10 @@ def test_recognised_as_someone_else_splits_the_track() -> None:
     tracker = Tracker()
     (track,) = tracker.update(0.0, 1, [det(100)])
     track = tracker.recognised(track, Recognition("alice", 0.95), threshold=0.8)
-    assert track.identity() == "alice"
     (same,) = tracker.update(0.04, 2, [det(102)])
     assert same.id == track.id
     other = tracker.recognised(same, Recognition("bob", 0.93), threshold=0.8)
-    assert other.id != track.id and other.split_from == track.id and other.identity() == "bob"
+    assert other.id != track.id and other.split_from == track.id
     assert [obs.seq for obs in track.history] == [1] and [obs.seq for obs in other.history] == [2]
     # a low-confidence answer is no contradiction
     (next_frame,) = tracker.update(0.08, 3, [det(104)])

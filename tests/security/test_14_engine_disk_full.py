@@ -248,7 +248,7 @@ def test_real_engine_and_collector_on_a_full_tmpfs_unlock_log_once_and_recover(
         common = ["--camera-url", str(video), "--face-recognition-api-url", recognition.url]
         engine_args = ["engine", *common, "--door-api-url", door.unlock_url, "--door-secret-file",
                        str(door.secret_file), "--log-path", str(engine_log), "--min-frames", "1",
-                       "--block-time", "0.2"]
+                       "--block-time", "0.2", "--liveness", "off"]  # about the disk, not liveness
         collect_args = ["collect", "-min", "0.5", "-max", "1.0", *common, "--log-path", str(collected),
                         "--fps", "4"]
         with system.smartlock_process(engine_args, logs / "engine.out") as engine, \

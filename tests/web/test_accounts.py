@@ -284,7 +284,7 @@ def test_admins_manage_accounts_and_everything_is_audited(system: System) -> Non
 
     actions = [(a["user"], a["action"], a["details"].get("account")) for a in
                admin.get("/api/audit").json()["actions"]]
-    assert actions[:4] == [(VIEWER, "sign-in-failed", None), ("admin", "account-remove", VIEWER),
+    assert actions[:4] == [(None, "sign-in-failed", None), ("admin", "account-remove", VIEWER),
                            (VIEWER, "sign-in", None), ("admin", "account-password-reset", VIEWER)]
     assert ("admin", "account-add", VIEWER) in actions
     assert ("admin", "account-role", VIEWER) in actions
@@ -333,7 +333,19 @@ def test_sign_in_needs_the_user_name(system: System) -> None:
     assert len(system.dashboard.sessions) == 0
     failed = system.dashboard.audit.list()
     assert [a["action"] for a in failed] == ["sign-in-failed", "sign-in-failed"]
-    assert failed[0]["user"] == "nobody" and PASSWORD not in json.dumps(failed)
+    assert failed[0]["user"] is None and PASSWORD not in json.dumps(failed)  # not an account: not kept
+
+
+def test_a_password_typed_into_the_name_box_is_not_kept(system: System, caplog) -> None:
+    """A failed sign-in names the user in the audit (which viewers read) only when the account exists."""
+    client = system.client(signed_in=False)
+    typed = "Tr0ub4dor.and-3"  # a valid-looking user name that is really someone's password
+    assert client.post("/api/auth/login", json={"username": typed, "password": "x" * 10}).status_code == 401
+    known = client.post("/api/auth/login", json={"username": "admin", "password": "not the password"})
+    assert known.status_code == 401
+    actions = system.dashboard.audit.list()
+    assert [a["user"] for a in actions if a["action"] == "sign-in-failed"] == ["admin", None]
+    assert typed.lower() not in json.dumps(actions) and typed.lower() not in caplog.text.lower()
 
 
 def test_users_change_their_own_password(system: System) -> None:

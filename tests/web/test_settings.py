@@ -102,7 +102,7 @@ def test_each_setting_restarts_only_the_parts_it_concerns(rig: Rig, tmp_path: Pa
         {"mqtt_url": "mqtt://127.0.0.1:1883"}, {"mqtt_user": "ha", "mqtt_password": "pw-secret-1"},
         {"mqtt_images": True}, {"mqtt_allow_unlock": True, "mqtt_unlock_code": "123456-code"},
         {"door_name": "front_door"}, {"mqtt_password": "pw-secret-2"},  # the same command lines, a new file
-        {"mqtt_unlock_code": "654321-code"},
+        {"mqtt_unlock_code": "654321-code"}, {"liveness": False},
     ]
     for changes in steps:
         change = rig.store.change(changes)
@@ -116,6 +116,7 @@ def test_each_setting_restarts_only_the_parts_it_concerns(rig: Rig, tmp_path: Pa
     assert vision[vision.index("--threshold") + 1] == "0.9" and vision[vision.index("--keep-days") + 1] == "5"
     assert vision[vision.index("--collect-max-confidence") + 1] == "0.9"
     assert vision[vision.index("--source") + 1] == str(other)
+    assert vision[vision.index("--liveness") + 1] == "off"  # the page turned it off: photos open the door
     # the secrets: in 0600 files named by path, never on a command line, never in the settings
     for name, value in (("mqtt-password", "pw-secret-2"), ("mqtt-unlock-code", "654321-code")):
         path = rig.layout.secrets / name
@@ -146,6 +147,8 @@ BAD = [
     ({"keep_unlocks": 2.5}, "keep_unlocks"),
     ({"timeline_max_events": 10}, "timeline_max_events"),
     ({"camera": "/no/such/clip.mp4"}, "camera"), ({"camera": "rtsp://user:pw@cam/live"}, "camera"),
+    ({"camera": "http://cam/video.cgi?user=a&pwd=secret"}, "camera"),
+    ({"camera": "http://cam/s?token=t"}, "camera"),
     ({"camera": "ftp://cam/x"}, "camera"), ({"camera": "relative/clip.mp4"}, "camera"),
     ({"camera": "99"}, "camera"),
     ({"camera": "/dev/video63"}, "camera"), ({"camera": "/" + "x" * 300}, "camera"),

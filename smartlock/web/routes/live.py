@@ -4,9 +4,9 @@ the engine posts its analysed frames to (its webhook token, no session)."""
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException
@@ -80,27 +80,30 @@ def live_frame(d: DashboardDep, seq: int | None = None) -> Response:
 
 
 @hook_router.post(LIVE_HOOK_PATH)
-async def engine_analysis(
-    request: Request,
-    d: DashboardDep,
-    analysis: Annotated[str, Form(max_length=64 * 2**10)],
-    frame: Annotated[UploadFile | None, File()] = None,
-) -> dict[str, bool]:
+async def engine_analysis(request: Request, d: DashboardDep) -> dict[str, bool]:
+    """The engine's analysed frame: multipart ``analysis`` (JSON) and optional ``frame`` (JPEG). The token is
+    checked before a byte of the body is parsed; without it the answer is a plain 404."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     expected = d.webhook_token
     if scheme.lower() != "bearer" or not expected or not token or \
             not hmac.compare_digest(token.encode(), expected.encode()):
         raise HTTPException(404, detail="not found")
-    try:
-        summary = LiveSummary.model_validate_json(analysis)
-    except ValidationError as err:
-        raise HTTPException(400, detail=f"bad analysis: {err.errors()[0]['msg']}") from err
-    jpeg = None
-    if frame is not None:
-        jpeg = await frame.read(MAX_LIVE_FRAME_BYTES + 1)
-        if len(jpeg) > MAX_LIVE_FRAME_BYTES:
-            raise HTTPException(413, detail="the frame is too large")
-        if jpeg_size(jpeg) != (summary.width, summary.height):
-            raise HTTPException(400, detail="the frame is not a JPEG of the announced size")
+    async with request.form(max_files=1, max_fields=1, max_part_size=MAX_LIVE_FRAME_BYTES + 1) as form:
+        analysis, frame = form.get("analysis"), form.get("frame")
+        if not isinstance(analysis, str):
+            raise HTTPException(400, detail="no analysis field")
+        try:
+            summary = LiveSummary.model_validate_json(analysis)
+        except ValidationError as err:
+            raise HTTPException(400, detail=f"bad analysis: {err.errors()[0]['msg']}") from err
+        jpeg = None
+        if frame is not None:
+            if isinstance(frame, str):
+                raise HTTPException(400, detail="the frame must be a file")
+            jpeg = await frame.read(MAX_LIVE_FRAME_BYTES + 1)
+            if len(jpeg) > MAX_LIVE_FRAME_BYTES:
+                raise HTTPException(413, detail="the frame is too large")
+            if jpeg_size(jpeg) != (summary.width, summary.height):
+                raise HTTPException(400, detail="the frame is not a JPEG of the announced size")
     d.live.from_engine(summary.model_dump(mode="json"), jpeg)
     return {"recorded": True}

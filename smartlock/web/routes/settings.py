@@ -75,5 +75,5 @@ def settings_json(d: Dashboard) -> dict[str, Any]:
         "from_command_line": store.from_command_line,
         "restarts": {name: [PART_LABELS.get(part, part) for part in parts]
                      for name, parts in RESTARTS.items()},
-        "liveness": "liveness" in EngineSettings.model_fields,  # the engine's flag: not there yet
+        "liveness": "liveness" in EngineSettings.model_fields,  # the engine has the flag: the box is live
     }

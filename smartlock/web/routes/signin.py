@@ -70,9 +70,11 @@ def login(request: Request, body: dict[str, Any], d: DashboardDep) -> Response:
     finally:
         d.throttle.end(address, succeeded=account is not None)
     if account is None:
+        # the name only when it is an account: a password typed into the name box must not be kept
         given = _given_name(name)
-        logger.warning("failed sign-in from %s (user %s)", address, given or "not a valid name")
-        record_action(d, given, "sign-in-failed", {"address": address})
+        known = given if given is not None and d.accounts.get(given) is not None else None
+        logger.warning("failed sign-in from %s (%s)", address, f"user {known}" if known else "unknown user")
+        record_action(d, known, "sign-in-failed", {"address": address})
         if not isinstance(name, str) or not name.strip() or not isinstance(password, str):
             return JSONResponse({"message": "give your user name and password"}, status_code=400)
         return JSONResponse({"message": WRONG}, status_code=401)

@@ -119,3 +119,9 @@ document.getElementById("save").addEventListener("click", async () => {
 });
 window.addEventListener("resize", drawPlot);
 load().catch((err) => { document.getElementById("plot-note").textContent = `Cannot load the calibration: ${err.message}`; });
+
+// -- liveness: on or off (the figures on the page are the bench's, not this gallery's) ----------------------
+api("/api/settings").then((data) => {
+  const on = data.settings && data.settings.liveness !== false;
+  document.getElementById("liveness-state").textContent = on ? "on" : "OFF: photos and screens of enrolled people open the door";
+}).catch(() => { document.getElementById("liveness-state").textContent = ""; });

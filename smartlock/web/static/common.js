@@ -78,7 +78,8 @@ export function lightbox(src) {
   document.body.append(box);
 }
 
-export const KIND_LABELS = { unlock: "Unlocked", stranger: "Stranger", sighting: "Below threshold", lock: "Locked by hand" };
+export const KIND_LABELS = { unlock: "Unlocked", stranger: "Stranger", sighting: "Below threshold", lock: "Locked by hand",
+  spoof: "Refused: not live", lockout: "Face unlock paused" };
 
 const PAGES = [["live", "Live"], ["events", "Events"], ["people", "People"], ["calibration", "Calibration"]];
 

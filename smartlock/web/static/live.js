@@ -132,6 +132,22 @@ document.getElementById("capture").addEventListener("click", async () => {
   catch (err) { toast(`No frame: ${err.message}`, true); }
 });
 
+// -- face unlock paused after repeated presentation attacks ---------------------------------------------
+poll(async () => {
+  const state = await api("/api/door/face-unlock").catch(() => null);
+  const banner = document.getElementById("lockout");
+  if (!state || !state.paused_until) { banner.classList.add("hidden"); return; }
+  document.getElementById("lockout-text").textContent =
+    `Face unlock is paused until ${clock(state.paused_until)}: repeated attempts with a photo or a screen.`;
+  banner.classList.remove("hidden");
+}, 5000);
+
+document.getElementById("lockout-resume").addEventListener("click", async () => {
+  try { await api("/api/door/face-unlock/resume", { method: "POST" }); toast("Face unlock resumed");
+    document.getElementById("lockout").classList.add("hidden"); }
+  catch (err) { toast(`Could not resume: ${err.message}`, true); }
+});
+
 // -- recent events -------------------------------------------------------------------------------------
 poll(async () => {
   const data = await api("/api/events?limit=6");

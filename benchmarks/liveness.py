@@ -1,0 +1,189 @@
+"""Liveness benchmark: APCER per attack type and BPCER on the bench's held-out people, decision times, ms
+per judge call, real pedestrians, and the single-frame cues on the three real spoof stills.
+
+    .venv/bin/python benchmarks/liveness.py [--split report|tune] [--people 24] [--timeout 2.5] [--cues ...]
+
+Each sequence is replayed frame by frame into a track history of 48 observations (as the engine keeps);
+the judge runs on every frame, and the track's outcome is its first decisive verdict: "live" (accepted),
+"attack" (refused), or "undecided" until the timeout (refused). APCER (ISO/IEC 30107-3) = attacks accepted
+as live / attacks presented, per type; BPCER = genuine sequences not judged live within the timeout /
+genuine sequences. Sequences where the detector never found a face are counted apart (no track, nothing to
+judge). Rendering and detection are cached outside the repository (first run: ~3 min per person).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import Counter, deque
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+import benchmarks.liveness_bench as bench  # noqa: E402
+from benchmarks.liveness_bench import scenes  # noqa: E402
+from smartlock.config import faces_dir  # noqa: E402
+from smartlock.engine.liveness import CUES, LivenessJudge, LivenessSettings  # noqa: E402
+from smartlock.engine.liveness.texture import face_region, glare, moire  # noqa: E402
+from smartlock.engine.tracks import DEFAULT_HISTORY, Detection, Observation, face_crop  # noqa: E402
+
+MIN_TRACK = 5  # observations: fewer is a detector miss, not a liveness decision
+
+
+def replay(judge: LivenessJudge, observations: list[Observation], timeout: float,
+           timings: list[float] | None = None) -> tuple[str, float | None, list[str]]:
+    """(outcome, seconds from the track's first frame to the decision, deciding cues)."""
+    history: deque[Observation] = deque(maxlen=DEFAULT_HISTORY)
+    start = observations[0].t
+    for obs in observations:
+        if obs.t - start > timeout:
+            break
+        history.append(obs)
+        began = time.perf_counter()
+        verdict = judge.judge(history)
+        if timings is not None:
+            timings.append(time.perf_counter() - began)
+        if verdict.state != "undecided":
+            return verdict.state, obs.t - start, verdict.decided_by
+    return "undecided", None, []
+
+
+def evaluate(judge: LivenessJudge, data: dict[str, list[tuple[str, list[Observation]]]], timeout: float,
+             timings: list[float]) -> None:
+    print(f"{'kind':18s} {'n':>4s} {'no face':>7s} {'live':>5s} {'attack':>6s} {'undec.':>6s} "
+          f"{'APCER':>7s} {'BPCER':>7s}  decided by")
+    times: list[float] = []
+    totals = {"attack": [0, 0], "genuine": [0, 0]}
+    for kind, items in data.items():
+        outcomes: Counter[str] = Counter()
+        deciders: Counter[str] = Counter()
+        missing = 0
+        for _name, observations in items:
+            if len(observations) < MIN_TRACK:
+                missing += 1
+                continue
+            outcome, when, by = replay(judge, observations, timeout, timings)
+            outcomes[outcome] += 1
+            deciders.update(by)
+            if kind in scenes.GENUINE and outcome == "live" and when is not None:
+                times.append(when)
+        judged = sum(outcomes.values())
+        genuine = kind in scenes.GENUINE
+        errors = judged - outcomes["live"] if genuine else outcomes["live"]
+        rate = f"{100 * errors / judged:6.1f}%" if judged else "    n/a"
+        totals["genuine" if genuine else "attack"][0] += errors
+        totals["genuine" if genuine else "attack"][1] += judged
+        print(f"{kind:18s} {len(items):4d} {missing:7d} {outcomes['live']:5d} {outcomes['attack']:6d} "
+              f"{outcomes['undecided']:6d} {'' if genuine else rate:>7s} {rate if genuine else '':>7s}  "
+              f"{', '.join(f'{k} {v}' for k, v in deciders.most_common())}")
+    for group, (errors, judged) in totals.items():
+        if judged:
+            label = "BPCER" if group == "genuine" else "APCER"
+            print(f"all {group}: {label} {errors}/{judged} = {100 * errors / judged:.1f}%")
+    if times:
+        median = statistics.median(times)
+        print(f"time to 'live' (genuine, from the track's first frame): median {median:.2f} s,"
+              f" p90 {float(np.percentile(times, 90)):.2f} s, max {max(times):.2f} s (n={len(times)}; "
+              f"{statistics.median(times) * scenes.FPS:.0f} frames at {scenes.FPS:.0f} fps)")
+
+
+def pedestrians(judge: LivenessJudge, faces: Path, timeout: float) -> None:
+    """Real people walking toward a camera (genuine only): each track of 12+ frames."""
+    import cv2
+
+    path = faces / "video" / "pedestrians.mp4"
+    if not path.exists():
+        print("pedestrians.mp4 not found: skipped")
+        return
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    frames = []
+    while len(frames) < 400:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.resize(frame, scenes.SIZE, interpolation=cv2.INTER_AREA))
+    tracks = [t for t in bench.observe(frames, fps=fps) if len(t) >= 12]
+    outcomes: Counter[str] = Counter()
+    times = []
+    for observations in tracks:
+        outcome, when, _ = replay(judge, observations, timeout)
+        outcomes[outcome] += 1
+        if when is not None and outcome == "live":
+            times.append(when)
+        sizes = [min(o.detection.width, o.detection.height) for o in observations]
+        print(f"  track of {len(observations)} frames, face {min(sizes):.0f}-{max(sizes):.0f} px: {outcome}"
+              + (f" after {when:.2f} s" if when is not None else ""))
+    print(f"pedestrians.mp4 ({len(frames)} frames at {fps:.0f} fps, 640x360): {len(tracks)} tracks of 12+ "
+          f"frames; live {outcomes['live']}, attack {outcomes['attack']}, undecided {outcomes['undecided']}")
+
+
+def spoof_stills(faces: Path) -> None:
+    """The texture cue's measurements on the three real photographs (single frames: no motion cues)."""
+    import cv2
+
+    folder = faces / "spoof"
+    for name in ("print_poster.jpg", "tablet_replay.jpg", "live_person.jpg"):
+        image = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
+        if image is None:
+            print(f"  {name}: not found")
+            continue
+        scale = min(scenes.SIZE[0] / image.shape[1], scenes.SIZE[1] / image.shape[0])
+        frame = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
+                           interpolation=cv2.INTER_AREA)
+        boxes, scores, points = bench.detector()(np.ascontiguousarray(frame[:, :, ::-1]))
+        if len(boxes) == 0:
+            print(f"  {name}: no face found")
+            continue
+        box = tuple(float(v) for v in boxes[0])
+        crop, origin = face_crop(frame, box)  # type: ignore[misc, arg-type]
+        obs = Observation(t=0.0, seq=0, detection=Detection(box, float(scores[0]), points[0]),  # type: ignore[arg-type]
+                          frame_size=(frame.shape[1], frame.shape[0]), crop=crop, crop_origin=origin)
+        region = face_region(obs)
+        assert region is not None
+        print(f"  {name}: face {box[2] - box[0]:.0f} px, moiré peak {moire(region):.1f}, "
+              f"glare {100 * glare(region, 250):.1f}%")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--split", choices=("report", "tune"), default="report")
+    parser.add_argument("--people", type=int, default=24)
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--timeout", type=float, default=2.5, help="seconds a track may stay undecided")
+    parser.add_argument("--no-video", action="store_true", help="skip pedestrians.mp4 and the spoof stills")
+    parser.add_argument("--cues", default=",".join(LivenessSettings().cues),
+                        help=f"comma-separated cues to run (known: {', '.join(CUES)})")
+    args = parser.parse_args()
+    faces = faces_dir()
+    if faces is None:
+        sys.exit("face photos not found: set SMARTLOCK_FACES_DIR or put them at ../shared/faces")
+    data = bench.bench(faces, args.split, args.people, args.frames,
+                       progress=lambda line: print(line, file=sys.stderr, flush=True))
+    judge = LivenessJudge(LivenessSettings(cues=tuple(c for c in args.cues.split(",") if c)))
+    people = len(data[scenes.KINDS[0]])
+    print(f"liveness bench, split {args.split}: {people} people x {len(scenes.KINDS)} kinds, "
+          f"{args.frames} frames ({args.frames / scenes.FPS:.1f} s) each at 640x360, detector "
+          f"{bench.detector_name()}, timeout {args.timeout:.1f} s, cues {', '.join(judge.cue_names)}")
+    timings: list[float] = []
+    evaluate(judge, data, args.timeout, timings)
+    if timings:
+        ms = np.asarray(timings) * 1000
+        print(f"judge call: median {np.median(ms):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, "
+              f"max {ms.max():.1f} ms over {len(ms)} calls (history up to {DEFAULT_HISTORY} observations)")
+    if not args.no_video:
+        pedestrians(judge, faces, args.timeout)
+        tex = judge.settings.texture
+        print("spoof stills (single frames; texture cue thresholds: moiré peak "
+              f"{tex.moire_peak}, glare {100 * tex.glare_fraction:.0f}%):")
+        spoof_stills(faces)
+
+
+if __name__ == "__main__":
+    main()

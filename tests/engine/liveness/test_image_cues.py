@@ -1,0 +1,102 @@
+"""The image cues on drawn frames: a still picture, a bezel moving with the face, a screen's grid, glare,
+a blink."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from smartlock.engine.liveness import blink, frame, motion, texture
+from tests.engine.liveness.synth import FRAME, face_frames, paint_face
+from tests.engine.liveness.synth import texture as make_texture
+
+FACE = make_texture(7, (100, 120), blur=2.0)
+WALL = np.full((FRAME[1], FRAME[0], 3), 150, np.uint8)
+
+
+def still_track(n: int = 30) -> list:
+    return face_frames(n, lambda f, i: paint_face(f, FACE, 270, 120), make_texture(1), seed=1)
+
+
+def test_a_still_picture_is_an_attack() -> None:
+    result = motion.judge(still_track())
+    assert result.decision == "attack", result.reason
+
+
+def test_a_face_that_moves_a_pixel_a_frame_is_not_still() -> None:
+    track = face_frames(30, lambda f, i: paint_face(f, FACE, 250 + i, 120 + i / 2), make_texture(1), seed=1)
+    assert motion.judge(track).decision == "abstain"
+
+
+def test_motion_needs_a_second_of_frames() -> None:
+    assert motion.judge(still_track(10)).decision == "abstain"
+
+
+def test_a_tiny_still_face_abstains() -> None:
+    small = make_texture(7, (30, 36))
+    track = face_frames(30, lambda f, i: paint_face(f, small, 300, 150), make_texture(1), seed=1)
+    result = motion.judge(track)
+    assert result.decision == "abstain" and "too small" in result.reason
+
+
+def bezel(f: np.ndarray, i: int) -> tuple[float, float, float, float]:
+    x, y = 200 + 3 * i, 110 + (i % 7)
+    cv2.rectangle(f, (x - 30, y - 35), (x + 130, y + 155), (20, 20, 20), -1)  # the device
+    cv2.rectangle(f, (x - 22, y - 27), (x + 122, y + 147), (200, 190, 180), -1)  # its lit screen
+    return paint_face(f, FACE, x, y)
+
+
+def test_a_bezel_moving_with_the_face_is_an_attack() -> None:
+    result = frame.judge(face_frames(36, bezel, WALL, seed=2))
+    assert result.decision == "attack", result.reason
+
+
+def test_a_door_frame_behind_a_moving_face_is_not_a_bezel() -> None:
+    def door(f: np.ndarray, i: int) -> tuple[float, float, float, float]:
+        cv2.rectangle(f, (150, 0), (170, 360), (60, 40, 30), -1)
+        cv2.rectangle(f, (420, 0), (440, 360), (60, 40, 30), -1)
+        cv2.line(f, (0, 70), (640, 70), (60, 40, 30), 6)
+        return paint_face(f, FACE, 200 + 3 * i, 110)
+
+    assert frame.judge(face_frames(36, door, WALL, seed=3)).decision != "attack"
+
+
+def test_a_bezel_around_a_face_that_does_not_move_abstains() -> None:
+    still = face_frames(36, lambda f, i: bezel(f, 0), WALL, seed=2)
+    assert frame.judge(still).decision == "abstain"
+
+
+def test_a_screen_grid_is_an_attack_and_a_face_is_not() -> None:
+    grid = FACE.copy()
+    grid[::3, :] //= 3
+    grid[:, ::3] //= 3
+    gridded = face_frames(12, lambda f, i: paint_face(f, grid, 270, 120), make_texture(1), seed=4)
+    plain = face_frames(12, lambda f, i: paint_face(f, FACE, 270 + i, 120), make_texture(1), seed=4)
+    assert texture.judge(gridded).decision == "attack"
+    assert texture.judge(plain).decision == "abstain"
+
+
+def test_glare_on_the_face_is_an_attack() -> None:
+    def glossy(f: np.ndarray, i: int) -> tuple[float, float, float, float]:
+        box = paint_face(f, FACE, 270 + i, 120)
+        cv2.circle(f, (320 + i, 170), 18, (255, 255, 255), -1)
+        return box
+
+    result = texture.judge(face_frames(12, glossy, make_texture(1), noise=0.0))
+    assert result.decision == "attack" and "glare" in result.reason
+
+
+def test_a_blink_is_live_evidence_and_open_eyes_are_not() -> None:
+    def eyes(closed: bool):
+        def draw(f: np.ndarray, i: int) -> tuple[float, float, float, float]:
+            box = paint_face(f, FACE, 270, 120)
+            for ex in (300, 340):  # the synthetic landmarks put the eyes at 30% and 70% of the box width
+                shut = closed and 20 <= i < 23
+                cv2.circle(f, (ex, 166), 7, (200, 190, 180) if shut else (20, 20, 20), -1)
+            return box
+        return draw
+
+    blinking = face_frames(40, eyes(True), make_texture(1), seed=5)
+    staring = face_frames(40, eyes(False), make_texture(1), seed=5)
+    assert blink.judge(blinking).decision == "live"
+    assert blink.judge(staring).decision == "abstain"

@@ -1,0 +1,96 @@
+"""Liveness with real processes: camera (a rendered video), recognition API, door on the mock relay and the
+engine with --liveness on. An enrolled person's rendered 3D head walking up unlocks; the same person's still
+photo and a card moved by hand are refused with a `refused-spoof` event and the relay never moves; with
+--liveness off the still photo opens the door again (the seed's rule)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.liveness_bench import load_photo, scenes
+from tests.engine import system
+from tests.engine.system import Door, Gallery
+from tests.support import uvicorn_server, wait_for
+
+pytestmark = [pytest.mark.faces, pytest.mark.slow, pytest.mark.timeout(240)]
+# workdir, logs, gallery, api_port, door: tests/engine/conftest.py
+
+
+@pytest.fixture(scope="module")
+def photo(gallery: Gallery) -> scenes.Photo:
+    """A held-out photo of an enrolled person (recognised above 0.9 on a wall), with its landmarks."""
+    for path in gallery.probes.values():
+        found = load_photo(path)
+        if found is not None:
+            return found
+    pytest.skip("no probe photo with a face large enough to render")
+
+
+def video(workdir: Path, kind: str, photo: scenes.Photo, seed: int = 3) -> Path:
+    """One second of the empty hallway, then 2.5 s of ``kind`` (rendered at 24 fps), then the hallway."""
+    wall = next(iter(scenes.frames("photo-still", photo, seed, 1)))  # a frame only to size the hallway
+    empty = scenes.finish(scenes.background(np.random.default_rng(seed)), np.random.default_rng(seed), 1.0)
+    assert empty.shape == wall.shape
+    frames = [empty] * 24 + list(scenes.frames(kind, photo, seed, 60)) + [empty] * 48
+    import cv2
+
+    path = workdir / f"{kind}.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), scenes.FPS, scenes.SIZE)
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def run(kind: str, liveness: str, photo: scenes.Photo, api_port: int, door: Door, workdir: Path, logs: Path,
+        until: Callable[[list[dict], list[dict]], object]) -> tuple[list[dict], list[dict]]:
+    """The engine on ``kind``'s video until ``until(events, unlocks)`` is true; (events, unlocks)."""
+    clip = video(workdir, f"{kind}", photo)
+    start_id = door.last_id()
+    received, app = system.webhook_receiver()
+    log_path = workdir / f"engine-{kind}-{liveness}"
+    with uvicorn_server(app) as hook, system.camera(clip, logs) as camera_port, system.smartlock_process(
+            system.engine_args(camera_port, door, log_path, api_port=api_port, liveness=liveness,
+                               extra=["--webhook-url", f"{hook}/events", "--liveness-timeout", "3"]),
+            logs / f"engine-{kind}-{liveness}.out") as engine:
+        try:
+            wait_for(lambda: until(received, door.unlocks(start_id)), timeout=90, interval=0.2,
+                     what=f"the engine's verdict on {kind}")
+        except AssertionError:
+            print(engine.text()[-4000:])
+            raise
+        return list(received), door.unlocks(start_id)
+
+
+def spoof_refused(events: list[dict], unlocks: list[dict]) -> bool:
+    return any(event["event"] == "refused-spoof" for event in events) or bool(unlocks)
+
+
+def test_a_rendered_3d_head_of_an_enrolled_person_walking_up_unlocks(photo, api_port, door, workdir,
+                                                                       logs) -> None:
+    events, unlocks = run("genuine-approach", "on", photo, api_port, door, workdir, logs, spoof_refused)
+    assert len(unlocks) == 1, [e for e in events if e["event"] != "recognised"]
+    assert not [e for e in events if e["event"] == "refused-spoof"]
+
+
+@pytest.mark.parametrize("kind", ["photo-still", "card-plain"])
+def test_a_photo_or_a_moved_card_of_an_enrolled_person_is_refused(kind, photo, api_port, door, workdir,
+                                                                  logs) -> None:
+    events, unlocks = run(kind, "on", photo, api_port, door, workdir, logs, spoof_refused)
+    assert unlocks == []  # the refusal came first, and the relay never moved
+    refused = next(e for e in events if e["event"] == "refused-spoof")
+    # caught by a cue, or still undecided after the timeout or when the card left: never let in
+    assert refused["reason"] in ("attack", "timeout", "undecided") and refused["track"] is not None
+    assert any(e["event"] == "recognised" for e in events)  # it was recognised: liveness alone refused it
+    if refused["reason"] == "attack":
+        assert refused["decided_by"] and all(cue["decision"] != "abstain" for cue in refused["cues"])
+
+
+def test_liveness_off_restores_the_seed_rule(photo, api_port, door, workdir, logs) -> None:
+    events, unlocks = run("photo-still", "off", photo, api_port, door, workdir, logs,
+                          lambda events, unlocks: unlocks)
+    assert len(unlocks) >= 1 and not [e for e in events if e["event"] == "refused-spoof"]
