@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from benchmarks.liveness_bench import scenes
+from smartlock.engine import tracks as tracking
 from smartlock.engine.tracks import Detection, Observation, Tracker
 
 Detector = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -135,7 +136,8 @@ def _load(path: Path) -> list[Observation]:
 
 def sequence(kind: str, name: str, photo_path: Path, seed: int, n: int = 72) -> list[Observation] | None:
     """The main track of one rendered sequence (cached); None when the photo has no usable face."""
-    key = hashlib.sha256(f"{CACHE_VERSION}|{kind}|{photo_path}|{seed}|{n}|{detector_name()}".encode())
+    crops = f"{tracking.CROP_CONTEXT}|{tracking.CROP_MAX_SIDE}"  # what the tracker keeps: part of the result
+    key = hashlib.sha256(f"{CACHE_VERSION}|{kind}|{photo_path}|{seed}|{n}|{detector_name()}|{crops}".encode())
     path = cache_dir() / f"{key.hexdigest()[:20]}.npz"
     if path.exists():
         return _load(path)

@@ -17,6 +17,8 @@ from smartlock.engine.frames import Frame
 from smartlock.engine.tracks import Box, Track
 from smartlock.recognition.schemas import Face
 
+MAX_LIVE_FACES = 32  # the dashboard refuses an analysis with more (a crowd: the largest, nearest, are shown)
+
 
 @dataclass(frozen=True)
 class AnalysedFace:
@@ -74,10 +76,14 @@ class Analysis:
                    recognised=list(faces), analysed=analysed, threshold=threshold)
 
     def summary(self) -> dict[str, Any]:
-        """The JSON the live view gets beside the frame."""
+        """The JSON the live view gets beside the frame (the MAX_LIVE_FACES largest faces in a crowd)."""
+        def area(face: AnalysedFace) -> float:
+            return (face.box[2] - face.box[0]) * (face.box[3] - face.box[1])
+
+        largest = sorted(self.faces, key=area, reverse=True)
         return {"seq": self.seq, "time": self.time, "width": self.width, "height": self.height,
                 "analysed": self.analysed, "threshold": self.threshold,
-                "faces": [face.to_api() for face in self.faces]}
+                "faces": [face.to_api() for face in largest[:MAX_LIVE_FACES]]}
 
 
 def _verdict(track: Track) -> str | None:

@@ -96,8 +96,11 @@ def test_an_embedding_of_another_face_splits_the_track() -> None:
 
 def test_face_crop_keeps_context_and_is_bounded() -> None:
     image = np.zeros((360, 640, 3), np.uint8)
-    crop, (x0, y0, scale) = face_crop(image, (100, 100, 200, 200))  # type: ignore[misc]
+    crop, (x0, y0, scale) = face_crop(image, (100, 100, 200, 200), context=0.5)  # type: ignore[misc]
     assert crop.shape == (200, 200, 3) and (x0, y0, scale) == (50.0, 50.0, 1.0)
+    wide, (x0, y0, scale) = face_crop(image, (100, 100, 200, 200))  # type: ignore[misc]
+    # one face on each side: 300 px, shrunk to 256
+    assert (x0, y0) == (0.0, 0.0) and abs(scale - 256 / 300) < 1e-9 and wide.shape == (256, 256, 3)
     big, (_, _, big_scale) = face_crop(np.zeros((1000, 1000, 3), np.uint8), (250, 250, 750, 750))  # type: ignore[misc]
     assert max(big.shape[:2]) == 256 and big_scale < 1
-    assert face_crop(image, (700, 10, 800, 20)) is None
+    assert face_crop(image, (900, 10, 1000, 20)) is None  # outside the frame, context and all

@@ -94,3 +94,16 @@ def test_forged_or_malformed_analyses_change_nothing(system: System, token: str,
     assert system.dashboard.live.engine_frame() is None and not system.dashboard.live.engine_present
     client = system.client()
     assert client.get("/api/live/faces").json()["source"] == "dashboard"
+
+
+def test_a_crowd_is_shown_by_its_largest_faces_not_refused(system: System) -> None:
+    faces = [AnalysedFace((10.0 * i, 0.0, 10.0 * i + 5 + i, 5.0 + i), i) for i in range(40)]
+    publisher = LivePublisher(system.url + LIVE_HOOK_PATH, WEBHOOK_TOKEN)
+    try:
+        publisher(analysis(9, faces))
+        wait_for(lambda: publisher.sent + publisher.failed >= 1, 10, what="the crowd posted")
+    finally:
+        publisher.close()
+    assert publisher.failed == 0
+    shown = system.client().get("/api/live/faces").json()["faces"]
+    assert len(shown) == 32 and sorted(face["track"] for face in shown) == list(range(8, 40))

@@ -8,7 +8,7 @@ card's or a screen's border moves with the face. So an edge counts only when it 
 its size. Two such edges (two sides, or a side and a corner) → attack. A face that did not move makes the
 cue abstain (the motion cue judges that case).
 
-Limit: the crop reaches half a box beyond the face on each side (the tracker's CROP_CONTEXT), so a border
+Limit: the crop reaches one box beyond the face on each side (the tracker's CROP_CONTEXT), so a border
 farther out than that is not seen.
 """
 

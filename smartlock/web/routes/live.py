@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from smartlock.camera.mjpeg import jpeg_size
+from smartlock.engine.analysis import MAX_LIVE_FACES
 from smartlock.web.dashboard import DashboardDep
 
 router = APIRouter(prefix="/api")
@@ -20,7 +21,6 @@ hook_router = APIRouter(include_in_schema=False)
 LIVE_HOOK_PATH = "/hooks/engine/live"
 MAX_LIVE_FRAME_BYTES = 768 * 2**10  # a 640x360 JPEG at quality 80 is 30-60 KB
 LIVE_HOOK_BODY_BYTES = MAX_LIVE_FRAME_BYTES + 64 * 2**10
-MAX_LIVE_FACES = 32
 
 
 class LiveBox(BaseModel):

@@ -65,15 +65,17 @@ def texture(seed: int, size: tuple[int, int] = FRAME, blur: float = 4.0) -> np.n
 
 
 def face_frames(n: int, draw: Callable[[np.ndarray, int], tuple[float, float, float, float]],
-                background: np.ndarray, noise: float = 2.0, seed: int = 0) -> list[Observation]:
+                background: np.ndarray, noise: float = 2.0, seed: int = 0,
+                context: float | None = None) -> list[Observation]:
     """Frames drawn by ``draw(frame, index) -> face box`` over ``background``, with sensor noise; the
-    observations carry crops as the tracker makes them, and landmarks placed in the box."""
+    observations carry crops as the tracker makes them (``context``: another crop context than the
+    tracker's), and landmarks placed in the box."""
     rng = np.random.default_rng(seed)
     track = []
     for index in range(n):
         frame = background.copy()
         box = draw(frame, index)
-        cropped = face_crop(frame, box)
+        cropped = face_crop(frame, box) if context is None else face_crop(frame, box, context)
         assert cropped is not None
         clean, origin = cropped
         # sensor noise on the crop only: the cues never see the rest of the frame

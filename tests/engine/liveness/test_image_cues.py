@@ -67,11 +67,15 @@ def test_a_bezel_around_a_face_that_does_not_move_abstains() -> None:
 
 
 def test_a_screen_grid_is_an_attack_and_a_face_is_not() -> None:
+    """The texture cue (off by default) needs the face at camera resolution: a crop the tracker did not
+    shrink (a face small enough for CROP_MAX_SIDE with half a face of context here)."""
     grid = FACE.copy()
     grid[::3, :] //= 3
     grid[:, ::3] //= 3
-    gridded = face_frames(12, lambda f, i: paint_face(f, grid, 270, 120), make_texture(1), seed=4)
-    plain = face_frames(12, lambda f, i: paint_face(f, FACE, 270 + i, 120), make_texture(1), seed=4)
+    gridded = face_frames(12, lambda f, i: paint_face(f, grid, 270, 120), make_texture(1), seed=4,
+                          context=0.5)
+    plain = face_frames(12, lambda f, i: paint_face(f, FACE, 270 + i, 120), make_texture(1), seed=4,
+                        context=0.5)
     assert texture.judge(gridded).decision == "attack"
     assert texture.judge(plain).decision == "abstain"
 
