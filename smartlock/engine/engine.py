@@ -171,8 +171,13 @@ class Engine:
         if self.gate is not None:
             gated = self.gate.detect(image, self.clock())
             tracks = self.tracker.update(frame.received, frame.seq, gated.detections, image)
-            if self.liveness is not None and self.tracker.ended:
-                self._report_undecided(self.liveness.forget(self.tracker.ended))
+            if self.liveness is not None:
+                if self.tracker.ended:
+                    self._report_undecided(self.liveness.forget(self.tracker.ended))
+                for track in tracks:  # tracks recognised as someone are judged on every frame they show
+                    if any(obs.recognition is not None and obs.recognition.confidence > self.policy.threshold
+                           for obs in track.history):
+                        self.liveness.observe(track)
             self._report_unusable(gated, tracks)
             if not gated.faces:
                 self.stats.frames_without_face += 1

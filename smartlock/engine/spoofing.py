@@ -73,11 +73,27 @@ class LivenessCheck:
         self.timeout = timeout
         self._pending: dict[int, Pending] = {}
         self._refused: set[int] = set()
+        self._decided: dict[int, Any] = {}  # a track's first decisive verdict (live or attack), kept
+
+    def observe(self, track: Track) -> None:
+        """Judge a track on a frame of its own (the engine asks for every frame of a recognised track): the
+        first decisive verdict is kept, so a viewpoint change that showed depth once still counts when the
+        decision comes later."""
+        if track.id in self._decided or track.id in self._refused:
+            return
+        verdict = self.judge.judge(track)
+        track.verdict = verdict
+        if getattr(verdict, "state", "undecided") in ("live", "attack"):
+            self._decided[track.id] = verdict
 
     def check(self, track: Track, now: float, label: str = "", confidence: float = 0.0) -> CheckResult:
         if track.id in self._refused:
             return CheckResult("refused", track.verdict)
-        verdict = self.judge.judge(track)
+        verdict = self._decided.pop(track.id, None)
+        if verdict is None:
+            verdict = self.judge.judge(track)
+        else:
+            self._decided[track.id] = verdict  # still decided: a later check says the same
         track.verdict = verdict
         state = getattr(verdict, "state", "undecided")
         if state == "live":
@@ -104,6 +120,7 @@ class LivenessCheck:
             if pending is not None:
                 left.append((track, pending))
             self._refused.discard(track.id)
+            self._decided.pop(track.id, None)
         return left
 
 
