@@ -9,8 +9,8 @@ photo, found at input size 640) is ~300, ~150 or ~90 px wide, and pasted at a ra
 640x360 frame with a blurred, textured background. A detector finds the face when one of its boxes has
 its centre inside the face's box and a width from half to twice the face's. Detectors: ScrfdDetector
 (one onnxruntime thread) at each input size, and the seed's gate, OpenCV's
-haarcascade_frontalface_default.xml with scaleFactor 1.3, minNeighbors 5 (smartlock/engine/vision.py
-HaarFaceDetector). ms/frame: median over the face frames of each frame's best of --repeats runs, and
+haarcascade_frontalface_default.xml with scaleFactor 1.3, minNeighbors 5 (smartlock/engine/gate.py
+HaarFinder). ms/frame: median over the face frames of each frame's best of --repeats runs, and
 the same on frames with no face (SCRFD then also tries its padded retry). "gate fires on empty": share
 of background-only frames where the detector finds anything. Issue 11's targets: recall >= 99% / 99% /
 95% at 300 / 150 / 90 px; the table names the smallest input size meeting them.
@@ -102,19 +102,14 @@ class Haar:
     name = "Haar (seed)"
 
     def __init__(self) -> None:
-        import cv2
-
+        from smartlock.engine.gate import HaarFinder
         from smartlock.engine.vision import default_haar_path
 
-        self._cv2 = cv2
-        self._classifier = cv2.CascadeClassifier(str(default_haar_path()))
+        self._finder = HaarFinder(default_haar_path())
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        gray = self._cv2.cvtColor(rgb, self._cv2.COLOR_RGB2GRAY)
-        faces = self._classifier.detectMultiScale(gray, scaleFactor=1.3, minNeighbors=5)
-        boxes = np.asarray(faces, np.float32).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]  # x, y, w, h -> l, t, r, b
-        return boxes
+        found = self._finder(np.ascontiguousarray(rgb[:, :, ::-1]))
+        return np.asarray([face.box for face in found], np.float32).reshape(-1, 4)
 
 
 class Scrfd:

@@ -185,7 +185,6 @@ def liveness_table(runs: int, seed: int) -> str:
     """An enrolled person's rendered 3D head walking up to the door (benchmarks/liveness_bench), through the
     real camera, recognition API, door and engine, with --liveness on and off: from the first frame of the
     approach (the head ~2 m away, small) to the relay."""
-    import cv2
 
     from benchmarks.liveness_bench import load_photo, scenes
 
@@ -208,11 +207,8 @@ def liveness_table(runs: int, seed: int) -> str:
         for frame in scenes.frames("genuine-approach", photo, seed + cycle, 60):
             frame[:8, :8] = 255  # the onset marker the watcher reads (a corner the face never reaches)
             frames.append(frame)
-    video = workdir / "approach.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), scenes.FPS, scenes.SIZE)
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
+    video = system.write_video(workdir / "approach.mp4", [(frame, 1 / scenes.FPS) for frame in frames],
+                               fps=scenes.FPS)
     results = []
     with system.door(workdir, logs) as door, system.recognition(gallery.model_dir, logs) as api_port, \
             system.camera(video, logs) as camera_port:

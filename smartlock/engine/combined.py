@@ -115,20 +115,9 @@ def run_vision(args: argparse.Namespace) -> int:
     from smartlock.camera.api import create_app as create_camera_app
     from smartlock.camera.sources import open_source
     from smartlock.camera.stream import FrameEncoder, FrameHub
-    from smartlock.engine.commands import (
-        _configure,
-        build_analysis_hooks,
-        build_door,
-        build_liveness,
-        camera_frame_options,
-        fan_out,
-        stop_on_signals,
-    )
-    from smartlock.engine.engine import Engine, LoopSettings
+    from smartlock.engine.assembly import build_engine, camera_frame_options, in_process, webhook_token
+    from smartlock.engine.commands import _configure, stop_on_signals
     from smartlock.engine.gate import build_gate
-    from smartlock.engine.policy import UnlockPolicy
-    from smartlock.engine.sinks import EventSink, NullSink, TeeSink, UnlockLog, WebhookSink
-    from smartlock.engine.vision import bgr_to_rgb
     from smartlock.recognition import store
     from smartlock.recognition.api import create_app as create_recognition_app
     from smartlock.recognition.backends.base import get_backend
@@ -144,13 +133,9 @@ def run_vision(args: argparse.Namespace) -> int:
     api_key = None
     if settings.face_recognition_api_key_file is not None:
         api_key = read_secret(settings.face_recognition_api_key_file, "API key file")
-    webhook_token = None
-    if (settings.webhook_url or settings.live_url) and settings.webhook_token_file is not None:
-        webhook_token = read_secret(settings.webhook_token_file, "webhook token file")
-    _configure(settings, (camera_secret, api_key, webhook_token))
-    from smartlock.engine.preflight import check_door
-
-    check_door(settings)  # a door that refuses us says so now, naming the flag, not at the first face
+    token = webhook_token(settings)
+    _configure(settings, (camera_secret, api_key, token))
+    gate = build_gate(settings.haar_file_path, settings.gate_size)
 
     options = camera_frame_options()
     backend = get_backend(settings.backend, **options.get(settings.backend, {})) if settings.backend else None
@@ -158,40 +143,11 @@ def run_vision(args: argparse.Namespace) -> int:
     store.make_private(settings.model)
     if api_key is None:
         api_key = generated_key(settings.model / GENERATED_KEY_FILE)
-    gate = build_gate(settings.haar_file_path, settings.gate_size)
     frames = TapFrames()
     source = open_source(settings.source)
     hub = FrameHub(source, encoder=FrameEncoder(quality=settings.quality), tap=frames.feed,
                    encode_unwatched=False)
-
-    embeddings = recognizer.backend_name == "arcface"  # the tracks' split rule is for ArcFace's cosine
-
-    def recognize(image: np.ndarray) -> list[Any]:
-        faces = recognizer.recognize(bgr_to_rgb(image))
-        return [face.to_face(include_embedding=embeddings) for face in faces]
-
-    events: EventSink = NullSink()
-    if settings.webhook_url:
-        events = WebhookSink(settings.webhook_url, token=webhook_token)
-    mqtt = None
-    if settings.mqtt_url is not None:
-        from smartlock.integrations.engine import EngineMqtt
-
-        mqtt = EngineMqtt(settings, state_file=settings.log_path / "face-unlock").start()
-        events = TeeSink(events, mqtt)
-    unlock_log = UnlockLog(settings.log_path, settings.threshold, keep_days=settings.keep_days,
-                           keep_count=settings.keep_unlocks)
-    hooks, closers = build_analysis_hooks(settings, webhook_token)
-    liveness, lockout = build_liveness(settings)
-    engine = Engine(frames, recognize, build_door(settings),
-                    UnlockPolicy(settings.threshold, settings.min_frames, settings.window),
-                    gate=gate if settings.haar_file_path is None else None,
-                    detector=(lambda image: gate(image, time.monotonic()).any_face)
-                    if settings.haar_file_path is not None else None,
-                    unlock_log=unlock_log, events=events, settings=LoopSettings.of(settings),
-                    face_unlock=mqtt.face_unlock if mqtt is not None else None,
-                    on_unlock_frame=mqtt.unlock_frame if mqtt is not None else None,
-                    on_analysis=fan_out(hooks), liveness=liveness, lockout=lockout)
+    parts = build_engine(settings, frames, in_process(recognizer), gate, token)
     servers = _Servers()
     with stop_on_signals() as stop:
         try:
@@ -201,14 +157,11 @@ def run_vision(args: argparse.Namespace) -> int:
                           on_stop=hub.stop)
             logger.info("Camera %s, recognition (%s backend, %s) and engine running in one process",
                         source.name, recognizer.backend_name, Path(settings.model))
-            unlock_log.start_pruning()
-            engine.run(stop)
+            parts.unlock_log.start_pruning()
+            parts.engine.run(stop)
         finally:
             frames.close()
             hub.stop()
             servers.stop()
-            events.close()
-            unlock_log.close()
-            for closer in closers:
-                closer.close()
+            parts.close()
     return 0

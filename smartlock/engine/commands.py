@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from smartlock.engine.settings import (  # re-exported: other parts import the defaults from here
     API_KEY_ENV,
@@ -31,13 +31,11 @@ from smartlock.engine.settings import (  # re-exported: other parts import the d
 if TYPE_CHECKING:
     import numpy as np
 
-    from smartlock.engine.analysis import Analysis
     from smartlock.engine.frames import LatestFrameReader
-    from smartlock.engine.policy import Decision
     from smartlock.recognition.schemas import Face
 
 __all__ = ["API_KEY_ENV", "DEFAULT_MAX_FPS", "DEFAULT_MIN_FRAMES", "DEFAULT_THRESHOLD", "DEFAULT_WINDOW",
-           "build_door", "build_recognizer", "configure_logging", "register", "run_collect", "run_engine"]
+           "build_recognizer", "configure_logging", "register", "run_collect", "run_engine"]
 
 logger = logging.getLogger(__name__)
 
@@ -175,47 +173,21 @@ def build_recognizer(settings: StreamClientSettings,
                      api_key: str | None = None) -> Callable[[np.ndarray], list[Face]]:
     """The API client (with ``api_key``, see access.recognition_api_key), or an in-process Recognizer when
     --model is given; both return Face models."""
-    from smartlock.engine.vision import bgr_to_rgb, encode_jpeg_bgr
+    from smartlock.engine.vision import encode_jpeg_bgr
 
     if settings.model is not None:
+        from smartlock.engine.assembly import camera_frame_options, in_process
         from smartlock.recognition.recognizer import Recognizer
 
         recognizer = Recognizer.load(settings.model, backend_options=camera_frame_options())
         logger.info("Recognising in-process with %s (%s backend)", settings.model, recognizer.backend_name)
-        embeddings = recognizer.backend_name == "arcface"  # the tracks' split rule is for ArcFace's cosine
-        return lambda image: [face.to_face(include_embedding=embeddings)
-                              for face in recognizer.recognize(bgr_to_rgb(image))]
+        return in_process(recognizer)
     from smartlock.recognition.client import RecognitionClient
 
     assert settings.face_recognition_api_url is not None  # the settings hold exactly one source
     client = RecognitionClient(settings.face_recognition_api_url, api_key=api_key,
                                timeout=RECOGNITION_TIMEOUT)
     return lambda image: client.recognize_jpeg(encode_jpeg_bgr(image))
-
-
-def camera_frame_options() -> dict[str, dict[str, Any]]:
-    """Backend options for recognising camera frames in-process: the API's detector input size (320 for a
-    640x360 frame; SMARTLOCK_ARCFACE_DETECTION_SIZE overrides), not the 640 of training on photos."""
-    from smartlock.recognition.settings import RecognitionSettings
-
-    return RecognitionSettings.model_construct(detection_size=None).backend_options()
-
-
-def build_door(settings: EngineSettings) -> Callable[[Decision], None]:
-    """Signed unlock requests, 0.3 s timeout and 3 tries as the seed; raises DoorError when all fail."""
-    from smartlock.door.client import DoorClient
-
-    secret = None
-    if settings.door_secret_file is not None:
-        from smartlock.door.auth import load_secret
-
-        secret = load_secret(settings.door_secret_file)
-    client = DoorClient(settings.door_api_url, secret, timeout=0.3, tries=3)
-
-    def unlock(decision: Decision) -> None:
-        client.unlock(person=decision.label, confidence=decision.confidence, source="engine")
-
-    return unlock
 
 
 def secrets_and_reader(args: argparse.Namespace,
@@ -264,132 +236,24 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def build_analysis_hooks(settings: EngineSettings,
-                         webhook_token: str | None) -> tuple[list[Callable[[Analysis], object]], list[Any]]:
-    """The engine's ``on_analysis`` consumers (the live view's publisher, the collector) and what to close."""
-    from smartlock.engine.collector import Collector
-    from smartlock.engine.live import LivePublisher
-    from smartlock.engine.sinks import BackgroundHook
-
-    hooks: list[Callable[[Analysis], object]] = []
-    closers: list[Any] = []
-    if settings.live_url:
-        publisher = LivePublisher(settings.live_url, webhook_token)
-        hooks.append(publisher)
-        closers.append(publisher)
-    if settings.collect_dir is not None:
-        low, high = settings.collect_band
-        collector = Collector(_NoFrames(), _no_recognition, settings.collect_dir, min_confidence=low,
-                              max_confidence=high, keep_days=settings.keep_days,
-                              keep_frames=settings.collect_keep_frames)
-        collector.start_pruning()
-        only_analysed = BackgroundHook(collector.consider, "collector")  # disk writes off the engine's thread
-
-        def collect(analysis: Analysis) -> None:
-            if analysis.analysed:
-                only_analysed(analysis)
-
-        hooks.append(collect)
-        closers += [only_analysed, collector]
-    return hooks, closers
-
-
-class _NoFrames:
-    """The engine's collector reads no camera of its own."""
-
-    def wait_newer(self, seq: int, timeout: float) -> None:
-        return None
-
-
-def _no_recognition(image: object) -> object:
-    raise RuntimeError("the engine's collector recognises nothing itself")
-
-
-def build_liveness(settings: EngineSettings) -> tuple[Any, Any]:
-    """(LivenessCheck, SpoofLockout) for --liveness on, else (None, None) with a warning in the log."""
-    if settings.liveness == "off":
-        logger.warning("LIVENESS IS OFF (--liveness off): a photo, a printed card or a screen showing an "
-                       "enrolled person opens the door, as in the seed")
-        return None, None
-    from smartlock.engine.liveness.judge import LivenessJudge, LivenessSettings
-    from smartlock.engine.spoofing import LOCKOUT_FILE, LivenessCheck, SpoofLockout
-
-    judge = LivenessJudge(LivenessSettings(model_path=settings.liveness_model))
-    lockout = SpoofLockout(settings.log_path / LOCKOUT_FILE, settings.spoof_lockout,
-                           pause=settings.spoof_lockout_minutes * 60)
-    logger.info("Liveness on: cues %s; a track undecided after %g s is refused; %s",
-                ", ".join(judge.cue_names), settings.liveness_timeout,
-                f"{settings.spoof_lockout} attacks within 10 minutes pause face unlock for "
-                f"{settings.spoof_lockout_minutes:g} minutes" if settings.spoof_lockout else "no lockout")
-    return LivenessCheck(judge, settings.liveness_timeout), lockout
-
-
-def fan_out(hooks: list[Callable[[Analysis], object]]) -> Callable[[Analysis], None] | None:
-    if not hooks:
-        return None
-
-    def each(analysis: Analysis) -> None:
-        for hook in hooks:
-            hook(analysis)
-
-    return each
-
-
 def run_engine(args: argparse.Namespace) -> int:
-    from smartlock.engine.engine import Engine, LoopSettings
+    from smartlock.engine.assembly import build_engine, webhook_token
     from smartlock.engine.gate import build_gate
-    from smartlock.engine.policy import UnlockPolicy
-    from smartlock.engine.sinks import EventSink, NullSink, TeeSink, UnlockLog, WebhookSink
-    from smartlock.service import read_secret
 
     settings = EngineSettings.from_args(args)
-    policy = UnlockPolicy(settings.threshold, settings.min_frames, settings.window)
     gate = build_gate(settings.haar_file_path, settings.gate_size)
     api_key, reader = secrets_and_reader(args, settings)
-    webhook_token = None
-    if (settings.webhook_url or settings.live_url) and settings.webhook_token_file is not None:
-        webhook_token = read_secret(settings.webhook_token_file, "webhook token file")
-    _configure(settings, (api_key, _camera_token(settings), webhook_token))
-    from smartlock.engine.preflight import check_door
-
-    check_door(settings)  # a door that refuses us says so now, naming the flag, not at the first face
-    recognize = build_recognizer(settings, api_key)
-    door = build_door(settings)
-    events: EventSink = NullSink()
-    if settings.webhook_url:
-        events = WebhookSink(settings.webhook_url, token=webhook_token)
-    mqtt = None
-    if settings.mqtt_url is not None:
-        from smartlock.integrations.engine import EngineMqtt
-
-        # connects in the background: never delays the loop; the switch is also remembered on disk
-        mqtt = EngineMqtt(settings, state_file=settings.log_path / "face-unlock").start()
-        events = TeeSink(events, mqtt)
-    unlock_log = UnlockLog(settings.log_path, settings.threshold, keep_days=settings.keep_days,
-                           keep_count=settings.keep_unlocks)
-    hooks, closers = build_analysis_hooks(settings, webhook_token)
-    liveness, lockout = build_liveness(settings)
-    seed_sampling = settings.haar_file_path is not None  # the seed's cascade is too slow for every frame
-    def seed_detector(image: np.ndarray) -> bool:
-        return gate(image, time.monotonic()).any_face
-
-    engine = Engine(reader, recognize, door, policy, gate=None if seed_sampling else gate,
-                    detector=seed_detector if seed_sampling else None,
-                    unlock_log=unlock_log, events=events, settings=LoopSettings.of(settings),
-                    face_unlock=mqtt.face_unlock if mqtt is not None else None,
-                    on_unlock_frame=mqtt.unlock_frame if mqtt is not None else None,
-                    on_analysis=fan_out(hooks), liveness=liveness, lockout=lockout)
+    token = webhook_token(settings)
+    _configure(settings, (api_key, _camera_token(settings), token))
+    parts = build_engine(settings, reader, build_recognizer(settings, api_key), gate, token)
     with stop_on_signals() as stop:
-        unlock_log.start_pruning()
+        parts.unlock_log.start_pruning()
         reader.start()
         try:
-            engine.run(stop)
+            parts.engine.run(stop)
         finally:
             reader.stop()
-            events.close()
-            unlock_log.close()
-            for closer in closers:
-                closer.close()
+            parts.close()
     return 0
 
 

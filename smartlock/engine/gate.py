@@ -112,13 +112,6 @@ class HaarFinder:
                 for x, y, w, h in found]
 
 
-def default_haar_path() -> Path:
-    """The frontal-face cascade that opencv-python-headless 4.x ships."""
-    from smartlock.engine.vision import default_haar_path as shipped
-
-    return shipped()
-
-
 def sharpness(image_bgr: np.ndarray, box: Box) -> float:
     """Variance of the Laplacian of the face, resized to 64 px wide (comparable across face sizes)."""
     cv2 = load_cv2()

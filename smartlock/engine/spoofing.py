@@ -21,15 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from smartlock.engine.settings import (
+    DEFAULT_LIVENESS_TIMEOUT,
+    DEFAULT_SPOOF_LOCKOUT,
+    DEFAULT_SPOOF_LOCKOUT_MINUTES,
+)
 from smartlock.engine.tracks import Track
 from smartlock.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
 LOCKOUT_FILE = "spoof-lockout.json"
-DEFAULT_TIMEOUT = 3.0
-DEFAULT_LOCKOUT = 3
-DEFAULT_LOCKOUT_MINUTES = 10.0
 ATTACK_WINDOW = 600.0  # seconds in which --spoof-lockout attacks pause face unlock
 
 Outcome = Literal["live", "attack", "timeout", "wait", "refused"]  # "undecided": the track left waiting
@@ -68,7 +70,7 @@ class Pending:
 class LivenessCheck:
     """Judges tracks on demand and remembers the ones it refused or is waiting on (until the track ends)."""
 
-    def __init__(self, judge: Judges, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, judge: Judges, timeout: float = DEFAULT_LIVENESS_TIMEOUT) -> None:
         self.judge = judge
         self.timeout = timeout
         self._pending: dict[int, Pending] = {}
@@ -134,8 +136,9 @@ class LockoutState:
 class SpoofLockout:
     """Pauses face unlock after ``limit`` refused attacks within ``window`` s; persisted in ``path``."""
 
-    def __init__(self, path: Path | None, limit: int = DEFAULT_LOCKOUT, window: float = ATTACK_WINDOW,
-                 pause: float = DEFAULT_LOCKOUT_MINUTES * 60, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path | None, limit: int = DEFAULT_SPOOF_LOCKOUT, window: float = ATTACK_WINDOW,
+                 pause: float = DEFAULT_SPOOF_LOCKOUT_MINUTES * 60,
+                 clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self.limit = limit
         self.window = window

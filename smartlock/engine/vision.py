@@ -1,14 +1,12 @@
-"""The engine's few OpenCV operations (Haar pre-filter, resize; BGR JPEG from the camera's cv2 seam)."""
+"""The engine's few OpenCV operations: resize, mirror, the Haar cascade's path, BGR JPEG (camera seam)."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
 
 from smartlock.camera.imaging import decode_jpeg_bgr, encode_jpeg_bgr, load_cv2
-from smartlock.errors import ConfigError
 
 # The seed resizes every frame to 640x360 before recognition; we fit inside that box instead, so a
 # 4:3 camera is not squashed (a 16:9 one gets exactly the seed's 640x360).
@@ -17,7 +15,6 @@ HAAR_DEFAULT_NAME = "haarcascade_frontalface_default.xml"
 
 __all__ = [
     "ANALYSIS_SIZE",
-    "HaarFaceDetector",
     "bgr_to_rgb",
     "decode_jpeg_bgr",
     "default_haar_path",
@@ -53,29 +50,3 @@ def prepare(image: np.ndarray, mirror: bool, size: tuple[int, int] = ANALYSIS_SI
 
 def bgr_to_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, ::-1])
-
-
-class HaarFaceDetector:
-    """The seed's cheap "is there a face at all?" test, run before paying for recognition."""
-
-    def __init__(self, path: Path | str | None = None, scale_factor: float = 1.3,
-                 min_neighbors: int = 5) -> None:
-        cv2 = load_cv2()
-        self.path = Path(path) if path else default_haar_path()
-        if not self.path.is_file():
-            raise ConfigError(f"Haar cascade file not found: {self.path}")
-        self._classifier = cv2.CascadeClassifier(str(self.path))
-        if self._classifier.empty():
-            raise ConfigError(f"{self.path} is not a Haar cascade OpenCV can load")
-        self._scale_factor = scale_factor
-        self._min_neighbors = min_neighbors
-        self._lock = threading.Lock()  # one CascadeClassifier is not safe to share between threads
-
-    def __call__(self, image_bgr: np.ndarray) -> bool:
-        cv2 = load_cv2()
-        gray = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
-        with self._lock:
-            faces = self._classifier.detectMultiScale(
-                gray, scaleFactor=self._scale_factor, minNeighbors=self._min_neighbors
-            )
-        return len(faces) > 0

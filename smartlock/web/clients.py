@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
 
 from smartlock.camera.signing import access_proof
 from smartlock.errors import ServiceError
+from smartlock.web.exports import seconds
 
 logger = logging.getLogger(__name__)
 
@@ -104,18 +104,6 @@ class DoorEvents(Protocol):
     def events(self, limit: int = 50, before: int | None = None) -> dict[str, Any]: ...
 
 
-def _seconds(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-    return None
-
-
 def door_audit(door: DoorEvents, since: float | None = None, until: float | None = None,
                max_rows: int = MAX_DOOR_ROWS) -> list[dict[str, Any]]:
     """The door's audit rows of [since, until), oldest first, at most ``max_rows`` (the newest ones): read
@@ -130,7 +118,7 @@ def door_audit(door: DoorEvents, since: float | None = None, until: float | None
         for row in events:
             if not isinstance(row, dict):
                 continue
-            moment = _seconds(row.get("time"))
+            moment = seconds(row.get("time"))
             if moment is None:
                 continue
             if since is not None and moment < since:

@@ -110,24 +110,20 @@ class LiveFaces:
                 fresh = self._clock() - engine.received < ENGINE_FRESH
                 if fresh and engine.jpeg and engine.summary.get("faces"):
                     return _engine_frame(engine)
-                return self._snapshot_only()
-            if self._last is not None and self._clock() - self._last_at < self.min_interval:
-                return self._last
-            jpeg = self.camera.snapshot()
-            width, height = jpeg_size(jpeg) or (0, 0)
-            faces = list(self.recognition.recognize_jpeg(jpeg))
-            self._last = LiveFrame(width, height, faces, time.time(), jpeg)
-            self._last_at = self._clock()
-            return self._last
+                return self._camera_frame(recognise=False)
+            return self._camera_frame(recognise=True)
 
-    def _snapshot_only(self) -> LiveFrame:
-        """Nobody in view per the engine: the camera's frame, with no faces (no recognition here)."""
+    def _camera_frame(self, recognise: bool) -> LiveFrame:
+        """The camera's latest frame, recognised here, or without faces when the engine says nobody is in
+        view; reused for ``min_interval`` s however many pages ask."""
         last = self._last
-        if last is not None and self._clock() - self._last_at < self.min_interval and not last.faces:
+        recent = last is not None and self._clock() - self._last_at < self.min_interval
+        if last is not None and recent and (recognise or not last.faces):
             return last
         jpeg = self.camera.snapshot()
         width, height = jpeg_size(jpeg) or (0, 0)
-        self._last = LiveFrame(width, height, [], time.time(), jpeg, shown=[])
+        faces = list(self.recognition.recognize_jpeg(jpeg)) if recognise else []
+        self._last = LiveFrame(width, height, faces, time.time(), jpeg, shown=None if recognise else [])
         self._last_at = self._clock()
         return self._last
 

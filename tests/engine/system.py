@@ -77,12 +77,13 @@ def build_gallery(faces_dir: Path, model_dir: Path, people: int = 3, photos: int
     A usable probe is a held-out photo that Haar finds on the canvas and the recogniser gives > 0.9 as
     the engine sees it (mirrored): the tests are about the pipeline, not about hard photos.
     """
-    from smartlock.engine.vision import HaarFaceDetector, bgr_to_rgb, prepare
+    from smartlock.engine.gate import HaarFinder
+    from smartlock.engine.vision import bgr_to_rgb, default_haar_path, prepare
     from smartlock.recognition.backends.base import get_backend
     from smartlock.recognition.recognizer import Recognizer
 
     recognizer = Recognizer.create(model_dir, get_backend())
-    haar = HaarFaceDetector()
+    haar = HaarFinder(default_haar_path())
 
     def engine_view(photo: Path) -> np.ndarray:
         return prepare(on_canvas(photo), mirror=True)
@@ -307,9 +308,10 @@ def engine_args(camera_port: int, door_: Door, log_path: Path, *, api_port: int 
 def face_photo(faces_dir: Path) -> Path:
     """The first enrolled-person photo in which Haar finds a face as the engine sees it (on the canvas,
     mirrored): the pre-filter lets its frames through to recognition."""
-    from smartlock.engine.vision import HaarFaceDetector, prepare
+    from smartlock.engine.gate import HaarFinder
+    from smartlock.engine.vision import default_haar_path, prepare
 
-    haar = HaarFaceDetector()
+    haar = HaarFinder(default_haar_path())
     for folder in sorted((faces_dir / "people").iterdir()):
         for photo in sorted(folder.glob("*.jpg"))[:1]:
             if haar(prepare(on_canvas(photo), mirror=True)):

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smartlock.engine.gate import Gate, build_gate, default_haar_path
+from smartlock.engine.gate import Gate, build_gate
+from smartlock.engine.vision import default_haar_path
 from smartlock.errors import ConfigError
 
 cv2 = pytest.importorskip("cv2")

@@ -36,14 +36,8 @@ def video(workdir: Path, kind: str, photo: scenes.Photo, seed: int = 3) -> Path:
     empty = scenes.finish(scenes.background(np.random.default_rng(seed)), np.random.default_rng(seed), 1.0)
     assert empty.shape == wall.shape
     frames = [empty] * 24 + list(scenes.frames(kind, photo, seed, 60)) + [empty] * 48
-    import cv2
-
-    path = workdir / f"{kind}.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), scenes.FPS, scenes.SIZE)
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
+    return system.write_video(workdir / f"{kind}.mp4", [(frame, 1 / scenes.FPS) for frame in frames],
+                              fps=scenes.FPS)
 
 
 def run(kind: str, liveness: str, photo: scenes.Photo, api_port: int, door: Door, workdir: Path, logs: Path,

@@ -3,7 +3,6 @@ the engine posts its analysed frames to (its webhook token, no session)."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,6 +13,7 @@ from starlette.exceptions import HTTPException
 from smartlock.camera.mjpeg import jpeg_size
 from smartlock.engine.analysis import MAX_LIVE_FACES
 from smartlock.web.dashboard import DashboardDep
+from smartlock.web.routes.webhook import require_engine_token
 
 router = APIRouter(prefix="/api")
 hook_router = APIRouter(include_in_schema=False)
@@ -83,11 +83,7 @@ def live_frame(d: DashboardDep, seq: int | None = None) -> Response:
 async def engine_analysis(request: Request, d: DashboardDep) -> dict[str, bool]:
     """The engine's analysed frame: multipart ``analysis`` (JSON) and optional ``frame`` (JPEG). The token is
     checked before a byte of the body is parsed; without it the answer is a plain 404."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    expected = d.webhook_token
-    if scheme.lower() != "bearer" or not expected or not token or \
-            not hmac.compare_digest(token.encode(), expected.encode()):
-        raise HTTPException(404, detail="not found")
+    require_engine_token(request, d)
     async with request.form(max_files=1, max_fields=1, max_part_size=MAX_LIVE_FRAME_BYTES + 1) as form:
         analysis, frame = form.get("analysis"), form.get("frame")
         if not isinstance(analysis, str):

@@ -35,14 +35,18 @@ Box = tuple[float, float, float, float]
 router = APIRouter(include_in_schema=False)
 
 
+def require_engine_token(request: Request, d: Dashboard) -> None:
+    """404 unless ``Authorization: Bearer`` carries the webhook token (the engine's hooks have no session)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    expected = d.webhook_token
+    if scheme.lower() != "bearer" or not expected or not token or \
+            not hmac.compare_digest(token.encode(), expected.encode()):
+        raise HTTPException(404, detail="not found")
+
+
 @router.post("/hooks/engine")
 async def engine_event(request: Request, background: BackgroundTasks, d: DashboardDep) -> JSONResponse:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        token = ""
-    expected = d.webhook_token
-    if not expected or not token or not hmac.compare_digest(token.encode(), expected.encode()):
-        raise HTTPException(404, detail="not found")
+    require_engine_token(request, d)
     body = await request.body()  # at most MAX_WEBHOOK_BYTES: the app's body limit refuses more (413)
     try:
         payload = json.loads(body)
