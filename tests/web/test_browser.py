@@ -175,7 +175,9 @@ def test_enroll_unlock_remove_in_the_browser(browser, up, faces_dir: Path) -> No
         # the live image updates (the video's frame counter and drift change every frame)
         stream = page.locator("#stream")
         expect(page.locator("#stream-notice")).to_be_hidden(timeout=30_000)
-        page.wait_for_function("document.querySelector('#stream').naturalWidth > 0", timeout=30_000)
+        # polled from Python: the page's CSP forbids the eval wait_for_function polls with
+        wait_for(lambda: page.evaluate("document.querySelector('#stream').naturalWidth") > 0, timeout=30,
+                 interval=0.2, what="the live image to load")
         first = stream.screenshot()
         wait_for(lambda: stream.screenshot() != first, timeout=30, interval=0.2,
                  what="the live image to change")
@@ -279,6 +281,8 @@ def test_enroll_unlock_remove_in_the_browser(browser, up, faces_dir: Path) -> No
 
 
 def test_settings_page_applies_a_change_and_says_what_restarted(browser, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
     from tests.web.fakes import jpeg
 
     frames = tmp_path / "frames"
@@ -313,7 +317,7 @@ def test_settings_page_applies_a_change_and_says_what_restarted(browser, tmp_pat
         page = context.new_page()
         page.goto(f"{base}/settings")
         lock_delay = page.locator("form[data-section=door] input[name=lock_delay]")
-        page.wait_for_function("document.querySelector('input[name=lock_delay]').value === '3'")
+        expect(lock_delay).to_have_value("3")
         assert "a change restarts: door" in page.inner_text("form[data-section=door] .restarts")
         assert "--camera" in page.inner_text("#flags")  # given on the command line: it wins at start
         liveness = context.request.get(f"{base}/api/settings").json()["liveness"]  # the engine's flag
@@ -340,7 +344,7 @@ def test_settings_page_applies_a_change_and_says_what_restarted(browser, tmp_pat
         page.goto(f"{base}/calibration")  # one threshold: the Calibration page links to the Settings page
         page.click("a[href='/settings']")
         page.wait_for_url(f"{base}/settings")
-        page.wait_for_function("document.querySelector('input[name=lock_delay]').value === '6'")
+        expect(page.locator("form[data-section=door] input[name=lock_delay]")).to_have_value("6")
     except BaseException:
         print(log_path.read_text()[-5000:])
         raise
