@@ -24,7 +24,7 @@ from smartlock.engine import tracks as tracking
 from smartlock.engine.tracks import Detection, Observation, Tracker
 
 Detector = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
-CACHE_VERSION = "5"
+CACHE_VERSION = "6"
 
 
 def split_of(name: str) -> str:
@@ -34,20 +34,25 @@ def split_of(name: str) -> str:
 
 @cache
 def detector() -> Detector:
-    """The gate's detector: ScrfdDetector when it exists, else the arcface backend's SCRFD (same output)."""
-    try:
-        from smartlock.recognition.backends.scrfd import ScrfdDetector  # type: ignore[import-not-found]
+    """The engine's gate: SCRFD at the gate's input size (``--gate-size``, 320), so the bench's boxes and
+    landmarks carry the same detector noise as the engine's tracks."""
+    from smartlock.engine.gate import DEFAULT_GATE_SIZE, ScrfdFinder
 
-        return ScrfdDetector().detect  # type: ignore[no-any-return]
-    except ImportError:
-        from smartlock.recognition.backends.arcface import ArcFaceBackend
+    finder = ScrfdFinder(DEFAULT_GATE_SIZE)
 
-        return ArcFaceBackend(detection_size=640).detect
+    def detect(image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        found = finder(np.ascontiguousarray(image_rgb[:, :, ::-1]))
+        return (np.array([d.box for d in found], np.float32).reshape(-1, 4),
+                np.array([d.score for d in found], np.float32),
+                np.array([d.landmarks for d in found], np.float32).reshape(-1, 5, 2))
+
+    return detect
 
 
 def detector_name() -> str:
-    det = detector()
-    return getattr(getattr(det, "__self__", None), "__class__", type(det)).__name__
+    from smartlock.engine.gate import DEFAULT_GATE_SIZE
+
+    return f"SCRFD gate at {DEFAULT_GATE_SIZE}"
 
 
 def people(faces: Path, split: str, limit: int) -> list[tuple[str, Path]]:

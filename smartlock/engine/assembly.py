@@ -122,7 +122,7 @@ def build_liveness(settings: EngineSettings) -> tuple[Any, Any]:
                 ", ".join(judge.cue_names), settings.liveness_timeout,
                 f"{settings.spoof_lockout} attacks within 10 minutes pause face unlock for "
                 f"{settings.spoof_lockout_minutes:g} minutes" if settings.spoof_lockout else "no lockout")
-    return LivenessCheck(judge, settings.liveness_timeout), lockout
+    return LivenessCheck(judge, settings.liveness_timeout, settings.threshold), lockout
 
 
 def fan_out(hooks: list[Callable[[Analysis], object]]) -> Callable[[Analysis], None] | None:

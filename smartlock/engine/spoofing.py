@@ -25,8 +25,9 @@ from smartlock.engine.settings import (
     DEFAULT_LIVENESS_TIMEOUT,
     DEFAULT_SPOOF_LOCKOUT,
     DEFAULT_SPOOF_LOCKOUT_MINUTES,
+    DEFAULT_THRESHOLD,
 )
-from smartlock.engine.tracks import Track
+from smartlock.engine.tracks import Observation, Track
 from smartlock.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ Outcome = Literal["live", "attack", "timeout", "wait", "refused"]  # "undecided"
 
 
 class Judges(Protocol):
-    def judge(self, track: Track) -> Any: ...
+    def judge(self, track_or_observations: Any) -> Any: ...
 
 
 @dataclass
@@ -70,9 +71,13 @@ class Pending:
 class LivenessCheck:
     """Judges tracks on demand and remembers the ones it refused or is waiting on (until the track ends)."""
 
-    def __init__(self, judge: Judges, timeout: float = DEFAULT_LIVENESS_TIMEOUT) -> None:
+    def __init__(self, judge: Judges, timeout: float = DEFAULT_LIVENESS_TIMEOUT,
+                 threshold: float = DEFAULT_THRESHOLD) -> None:
+        """``threshold``: the policy's; only a track's frames from its first recognition above it are judged
+        (see ``subject``)."""
         self.judge = judge
         self.timeout = timeout
+        self.threshold = threshold
         self._pending: dict[int, Pending] = {}
         self._refused: set[int] = set()
         self._decided: dict[int, Any] = {}  # a track's first decisive verdict (live or attack), kept
@@ -83,7 +88,7 @@ class LivenessCheck:
         decision comes later."""
         if track.id in self._decided or track.id in self._refused:
             return
-        verdict = self.judge.judge(track)
+        verdict = self.judge.judge(self.subject(track))
         track.verdict = verdict
         if getattr(verdict, "state", "undecided") in ("live", "attack"):
             self._decided[track.id] = verdict
@@ -93,7 +98,7 @@ class LivenessCheck:
             return CheckResult("refused", track.verdict)
         verdict = self._decided.pop(track.id, None)
         if verdict is None:
-            verdict = self.judge.judge(track)
+            verdict = self.judge.judge(self.subject(track))
         else:
             self._decided[track.id] = verdict  # still decided: a later check says the same
         track.verdict = verdict
@@ -112,6 +117,25 @@ class LivenessCheck:
             self._refused.add(track.id)
             return CheckResult("timeout", verdict)
         return CheckResult("wait", verdict)
+
+    def subject(self, track: Track) -> list[Observation]:
+        """The track's observations from its first recognition above the threshold on (all of them when
+        that has left the history). A live stranger who raises a photo of an enrolled person in front of
+        their face keeps the track (same place, recognised as nobody before): the stranger's own frames
+        would show depth next to the photo's; only the frames recognised as the person, and after, count."""
+        history = list(track.history)
+        for index, obs in enumerate(history):
+            if obs.recognition is not None and obs.recognition.confidence > self.threshold:
+                return history[index:]
+        return history
+
+    def waiting(self, track_id: int) -> bool:
+        """Whether a decision for this track is held until it is judged live."""
+        return track_id in self._pending
+
+    def judged_live(self, track_id: int) -> bool:
+        """Whether the track's first decisive verdict (from ``observe``) is "live"."""
+        return getattr(self._decided.get(track_id), "state", None) == "live"
 
     def forget(self, ended: list[Track]) -> list[tuple[Track, Pending]]:
         """Drop the state of tracks that ended (bounded memory); the ones that left while still waiting to

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import stat
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 
 from smartlock.engine.engine import Engine, LoopSettings
 from smartlock.engine.gate import Gate
 from smartlock.engine.policy import UnlockPolicy
 from smartlock.engine.spoofing import LOCKOUT_FILE, LivenessCheck, SpoofLockout, lift_lockout
-from smartlock.engine.tracks import Detection, Track
+from smartlock.engine.tracks import Detection, Observation, Track
 from tests.engine.fakes import ClockStop, EndlessFrames, FakeDoor, ListSink, ScriptedRecognizer, api_face
 from tests.support import ManualClock
 
@@ -33,7 +34,7 @@ class ScriptedJudge:
         self.states = list(states)
         self.calls = 0
 
-    def judge(self, track: Track) -> Verdict:
+    def judge(self, observations: list[Observation]) -> Verdict:
         state = self.states[min(self.calls, len(self.states) - 1)]
         self.calls += 1
         return Verdict(state)
@@ -67,12 +68,89 @@ def test_the_first_decisive_verdict_is_kept(tmp_path: Path) -> None:
     """Judged live on one frame between two decisions (a viewpoint change), undecided afterwards: the door
     opens at the next decision, on the verdict already given."""
     class OnceLive:  # live only on the track's third frame (a frame with no recognition, no decision)
-        def judge(self, track: Track) -> Verdict:
-            return Verdict("live" if len(track.history) == 3 else "undecided")
+        def judge(self, observations: list[Observation]) -> Verdict:
+            return Verdict("live" if len(observations) == 3 else "undecided")
 
     eng, door, _, clock = engine(tmp_path, OnceLive())  # type: ignore[arg-type]
     run(eng, clock, 20)
     assert door.opened == [("alice", 0.95)]
+
+
+def test_a_held_decision_opens_on_the_frame_its_track_is_judged_live(tmp_path: Path) -> None:
+    """A decision waits for liveness; the verdict comes on a frame recognition skips (--max-fps): the door
+    opens on that frame, not at the next recognition, with the decision held."""
+    eng, door, _, clock = engine(tmp_path, ScriptedJudge("undecided"))
+    stop = ClockStop(clock)
+    while eng.stats.liveness_waits == 0:  # K=2 frames recognised, the decision held
+        eng.step(stop)
+        clock.advance(0.04)
+    assert door.calls == [] and eng._held
+    recognitions = eng.recognize.calls  # type: ignore[attr-defined]
+    eng.liveness.judge = ScriptedJudge("live")  # type: ignore[union-attr]
+    assert eng.step(stop)  # 0.04 s after the last recognition: a frame of the gate only (10 fps)
+    assert door.opened == [("alice", 0.95)]
+    assert eng.recognize.calls == recognitions  # type: ignore[attr-defined]
+    assert not eng._held and eng.stats.unlocks == 1
+
+
+def test_a_held_decision_expires_with_the_policy_window(tmp_path: Path) -> None:
+    """Judged live after the held decision is older than the policy's window and recognition has stopped
+    deciding (the face turned away): the door stays shut."""
+    eng, door, _, clock = engine(tmp_path, ScriptedJudge("undecided"), timeout=30)
+    stop = ClockStop(clock)
+    while eng.stats.liveness_waits == 0:
+        eng.step(stop)
+        clock.advance(0.04)
+    eng.recognize.answers = [[]]  # type: ignore[attr-defined]  # no face recognised any more
+    eng.recognize.calls = 0  # type: ignore[attr-defined]
+    clock.advance(1.6)  # past the 1.5 s window
+    eng.liveness.judge = ScriptedJudge("live")  # type: ignore[union-attr]
+    eng.step(stop)
+    assert door.calls == [] and not eng._held
+
+
+class DepthOfWhatItSees:
+    """Stands in for the depth cues: "live" when the frames it is given include the live stranger's (their
+    head next to the photo's landmarks is parallax), "attack" when they are the flat photo's alone."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[Observation]] = []
+
+    def judge(self, observations: list[Observation]) -> Verdict:
+        self.seen.append(list(observations))
+        stranger = any(obs.recognition is not None and obs.recognition.confidence < 0.5
+                       for obs in observations)
+        return Verdict("live" if stranger else "attack")
+
+
+def test_a_live_stranger_raising_a_photo_is_judged_on_the_photo_frames_only(tmp_path: Path) -> None:
+    """The same box all along (no embeddings to split the track: the engine over the HTTP API): a stranger
+    recognised as nobody, then a photo of alice in front of their face. Only the frames from the first
+    recognition as alice on are judged: the photo's, flat."""
+    judge = DepthOfWhatItSees()
+    eng, door, sink, clock = engine(tmp_path, judge)
+    eng.recognize = ScriptedRecognizer(*([[api_face("alice", 0.2, MIRRORED)]] * 6),
+                                       [api_face("alice", 0.95, MIRRORED)])
+    run(eng, clock, 40)
+    assert door.calls == [] and judge.seen
+    assert all(obs.recognition is not None and obs.recognition.confidence > 0.8
+               for obs in judge.seen[0][:1])  # the first frame judged is the first recognised as alice
+    (event,) = [e for e in sink.events if e["event"] == "refused-spoof"]
+    assert event["reason"] == "attack"
+
+
+def test_the_subject_of_a_track_starts_at_its_first_confident_recognition() -> None:
+    from smartlock.engine.tracks import Recognition
+
+    frames = [Observation(t=i / 24, seq=i, detection=Detection(BOX, 0.9), frame_size=(160, 120))
+              for i in range(10)]
+    frames[2] = replace(frames[2], recognition=Recognition("alice", 0.3))
+    frames[5] = replace(frames[5], recognition=Recognition("alice", 0.9))
+    track = Track(id=1, started=0.0, history=deque(frames))
+    assert [obs.seq for obs in LivenessCheck(ScriptedJudge("live")).subject(track)] == [5, 6, 7, 8, 9]
+    assert len(LivenessCheck(ScriptedJudge("live"), threshold=0.2).subject(track)) == 8
+    nobody = Track(id=2, started=0.0, history=deque(frames[:5]))  # recognised left the history: all of it
+    assert len(LivenessCheck(ScriptedJudge("live")).subject(nobody)) == 5
 
 
 def test_an_attack_is_refused_once_and_never_unlocks(tmp_path: Path) -> None:

@@ -7,8 +7,10 @@ moves by one homography (least squares over all 106 points leaves only the detec
 views of a head the contour, the nose and the eyes sit at different depths and leave a residual that grows
 with the change of viewpoint. Statistic: the residual RMS in inter-ocular distances, over pairs of frames
 far apart (``parallax``), against pairs of neighbouring frames (``jitter``: the noise). The points are
-computed on every ``step``-th frame only and cached per observation, so a judge call costs one model run
-at most.
+computed on the first frame of each ``interval`` time slot only (by frame time, not frame number: an engine
+that skips frames would alias a "every n-th frame" rule) and cached per observation, so a judge call costs
+one model run at most. A frame whose points disagree with both neighbours' (``outlier`` x the median
+neighbour residual: the model slipped on glare or blur) is dropped before frames far apart are compared.
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ INPUT = 192
 
 @dataclass(frozen=True)
 class DenseSettings:
-    step: int = 2  # landmarks on every step-th frame (by frame number)
+    interval: float = 1 / 12  # seconds: landmarks on the first frame of each slot this long
     window: float = 2.0
     min_frames: int = 6
-    min_face: float = 48.0  # box side in frame pixels
+    min_face: float = 40.0  # box side in frame pixels (the gate's usable size)
     anchors: int = 8  # frames spread over the window compared pairwise
     gap: float = 0.4  # seconds between the frames of a "far apart" pair, at least
     live_parallax: float = 0.025
@@ -45,6 +47,7 @@ class DenseSettings:
     attack_viewpoint: float = 0.15
     attack_parallax: float = 0.02
     edge_margin: float = 0.05
+    outlier: float = 3.0  # drop a frame this x the median residual away from both neighbours (0: off)
 
 
 def model_path() -> Path:
@@ -127,13 +130,40 @@ def similarity_residual(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.abs(design @ coef - zb) ** 2)))
 
 
+def sampled(observations: Sequence[Observation], interval: float) -> list[Observation]:
+    """The first observation of each time slot of ``interval`` seconds (slots fixed by the clock, so an
+    observation once chosen stays chosen as the history grows and its landmarks stay cached)."""
+    chosen: list[Observation] = []
+    last_slot = None
+    for obs in observations:
+        slot = int(obs.t / interval + 1e-6) if interval > 0 else obs.seq  # 1e-6: 2/24 / (1/12) < 1
+        if slot != last_slot:
+            chosen.append(obs)
+            last_slot = slot
+    return chosen
+
+
+def consistent(pairs: list[tuple[Observation, np.ndarray]], near: list[float],
+               factor: float) -> list[tuple[Observation, np.ndarray]]:
+    """The frames whose landmarks agree with a neighbour's (a residual under ``factor`` times the median of
+    neighbours'): one frame where the landmark model slipped (glare, blur, a half-hidden face) would
+    otherwise look like parallax in every pair it is part of."""
+    limit = factor * float(np.nanmedian(near))
+    kept = []
+    for index, pair in enumerate(pairs):
+        around = [near[i] for i in (index - 1, index) if 0 <= i < len(near)]
+        if min(around) <= limit:
+            kept.append(pair)
+    return kept
+
+
 def judge(observations: Sequence[Observation], landmarker: DenseLandmarker,
           settings: DenseSettings | None = None) -> CueResult:
     from smartlock.engine.liveness.depth import inside
 
     s = settings or DenseSettings()
-    window = [obs for obs in recent(observations, s.window)
-              if obs.seq % s.step == 0 and obs.crop is not None and inside(obs, s.edge_margin)
+    window = [obs for obs in sampled(recent(observations, s.window), s.interval)
+              if obs.crop is not None and inside(obs, s.edge_margin)
               and obs.landmarks is not None and min(obs.detection.width, obs.detection.height) >= s.min_face]
     if len(window) < s.min_frames:
         return abstain(NAME, f"{len(window)} usable frames (faces of {s.min_face:.0f}+ px inside the frame), "
@@ -142,9 +172,10 @@ def judge(observations: Sequence[Observation], landmarker: DenseLandmarker,
     pairs = [(obs, p) for obs, p in zip(window, points, strict=True) if p is not None]
     iod = float(np.median([np.linalg.norm(np.asarray(o.landmarks)[1] - np.asarray(o.landmarks)[0])
                            for o, _ in pairs]))
-    near, far, views = [], [], []
-    for (_, a), (_, b) in itertools.pairwise(pairs):
-        near.append(residual(a, b) / iod)
+    near = [residual(a, b) / iod for (_, a), (_, b) in itertools.pairwise(pairs)]
+    if s.outlier > 0 and len(near) >= 2:
+        pairs = consistent(pairs, near, s.outlier)
+    far, views = [], []
     anchors = [pairs[int(i)] for i in np.unique(np.linspace(0, len(pairs) - 1, s.anchors).round())]
     for i, (obs_a, a) in enumerate(anchors):
         for obs_b, b in anchors[i + 1:]:

@@ -70,6 +70,44 @@ def test_dense_depth_abstains_on_small_faces() -> None:
     assert result.decision == "abstain"
 
 
+class Slipping(StandIn):
+    """The landmark model slips on one frame (glare, blur): its points are deformed, not moved as a plane."""
+
+    def __init__(self, cloud: np.ndarray, poses: list, slip_seq: int) -> None:
+        super().__init__(cloud, poses)
+        self.slip_seq = slip_seq
+
+    def _compute(self, obs: Observation) -> np.ndarray:
+        points = super()._compute(obs)
+        if obs.seq == self.slip_seq:
+            points = points + np.sin(points[:, ::-1] / 7.0) * 4.0  # a smooth warp no homography undoes
+        return points
+
+
+def test_one_frame_where_the_landmarks_slip_does_not_make_a_print_live() -> None:
+    """A card turned a little: planar but short of the attack threshold. One deformed frame looks like
+    parallax in every pair it is part of; the frames that disagree with both neighbours are dropped."""
+    poses = swinging(14, distance=0.6)
+    track = with_crops(landmark_track(PLANE, poses))
+    slipping = Slipping(FLAT, poses, slip_seq=0)  # the first frame: in the far pairs of the whole window
+    without_check = dense.DenseSettings(outlier=0)
+    assert dense.judge(track, slipping, without_check).decision == "live"
+    result = dense.judge(track, slipping)
+    assert result.decision != "live", result.reason
+
+
+def test_landmarks_are_sampled_by_time_not_by_frame_number() -> None:
+    """An engine that analyses only odd frames (busy every other frame) still gets one frame per slot; an
+    "every second frame number" rule would have found none."""
+    poses = swinging(30)
+    track = [obs for obs in with_crops(landmark_track(HEAD, poses)) if obs.seq % 2 == 1]
+    chosen = dense.sampled(track, 1 / 12)
+    assert len(chosen) == len(track)  # 12 frames a second: every one is the first of its slot
+    every_frame = with_crops(landmark_track(HEAD, poses))
+    assert [obs.seq for obs in dense.sampled(every_frame, 1 / 12)][:3] == [0, 2, 4]
+    assert dense.judge(track, StandIn(CLOUD, poses)).decision == "live"
+
+
 def cue(name: str, decision: str) -> CueResult:
     return CueResult(name, {"live": 0.8, "attack": -1.0}.get(decision, 0.0), decision, "test")  # type: ignore[arg-type]
 
