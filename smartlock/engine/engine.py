@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -57,17 +57,6 @@ def recognize_logged(recognize: Recognizer, image: np.ndarray) -> list[Face] | N
     logger.info("Face recognition request took %.3fs", time.perf_counter() - start)
     logger.info("%s", json.dumps({"faces": [face.model_dump(mode="json") for face in faces]}))
     return faces
-
-
-class Held(NamedTuple):
-    """A decision held while its track waits for the liveness verdict, with the analysed frame it came from
-    (what the unlock reports and saves when the verdict comes on a later frame)."""
-
-    decision: Decision
-    image: np.ndarray
-    faces: list[Face]
-    frame: Frame
-    at: float
 
 
 class Engine:
@@ -114,6 +103,8 @@ class Engine:
         self.on_analysis = on_analysis
         self.tracker = tracker or Tracker(keep_crops=gate is not None)
         self.liveness = liveness
+        if liveness is not None:
+            liveness.threshold = policy.threshold  # the frames judged are those recognised above it
         self.lockout = lockout
         self.stats = EngineStats()
         self._last_seq = 0
@@ -123,7 +114,6 @@ class Engine:
         self._blocked_until = 0.0
         self._door_ready_at = 0.0
         self._last_event: dict[tuple[str, str], float] = {}
-        self._held: dict[int, Held] = {}  # track id -> its decision waiting for the liveness verdict
         self._saving = Outage("Saving unlock frames", logger)
         self._analysis_failed = Outage("Passing analyses on", logger)
 
@@ -190,10 +180,6 @@ class Engine:
                     if any(obs.recognition is not None and obs.recognition.confidence > self.policy.threshold
                            for obs in track.history):
                         self.liveness.observe(track)
-                released = self._release_held()
-                if released is not None:  # judged live on this frame: no need to wait for recognition
-                    self._publish(frame, image, [], tracks, analysed=False)
-                    return released
             self._report_unusable(gated, tracks)
             if not gated.faces:
                 self.stats.frames_without_face += 1
@@ -234,9 +220,6 @@ class Engine:
         if decision is None or self.clock() < self._door_ready_at:
             return None
         if not self._allowed(decision):
-            if (self.liveness is not None and decision.track is not None
-                    and self.liveness.waiting(decision.track)):
-                self._held[decision.track] = Held(decision, image, faces, frame, self.clock())
             return None
         if self.face_unlock is not None and not self.face_unlock():
             self.stats.unlocks_switched_off += 1
@@ -245,20 +228,6 @@ class Engine:
                         decision.label, decision.confidence)
             return None
         return decision if self._unlock(decision, image, faces, frame) else None
-
-    def _release_held(self) -> Decision | None:
-        """The door opens on the frame a waiting track is judged live, with the decision it held (made
-        within the policy's window); decisions of tracks that ended or grew older are dropped."""
-        assert self.liveness is not None
-        now = self.clock()
-        for track_id, held in list(self._held.items()):
-            if (self.tracker.get(track_id) is None or now - held.at > self.policy.window
-                    or not self.liveness.waiting(track_id)):
-                del self._held[track_id]
-            elif self.liveness.judged_live(track_id):
-                del self._held[track_id]
-                return self._decide(held.decision, held.image, held.faces, held.frame)
-        return None
 
     def _allowed(self, decision: Decision) -> bool:
         """Whether face unlock is not paused and the decision's track is judged live (when liveness is on);
@@ -370,7 +339,6 @@ class Engine:
         self.stats.unlocks += 1
         self.stats.unlocked.append(decision)
         self.policy.reset()
-        self._held.clear()
         self._blocked_until = self.clock() + self.settings.block_time
         self._burst_until = 0.0
         folder = self._save_unlock_frame(image, faces, decision, frame)

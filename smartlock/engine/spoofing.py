@@ -73,34 +73,51 @@ class LivenessCheck:
 
     def __init__(self, judge: Judges, timeout: float = DEFAULT_LIVENESS_TIMEOUT,
                  threshold: float = DEFAULT_THRESHOLD) -> None:
-        """``threshold``: the policy's; only a track's frames from its first recognition above it are judged
-        (see ``subject``)."""
+        """``threshold``: the policy's (the engine sets it); it bounds the frames judged (see ``subject``)."""
         self.judge = judge
         self.timeout = timeout
         self.threshold = threshold
         self._pending: dict[int, Pending] = {}
         self._refused: set[int] = set()
-        self._decided: dict[int, Any] = {}  # a track's first decisive verdict (live or attack), kept
+        # a track's first decisive verdict (live or attack), kept with the start of the run it judged
+        self._decided: dict[int, tuple[Any, float]] = {}
 
     def observe(self, track: Track) -> None:
         """Judge a track on a frame of its own (the engine asks for every frame of a recognised track): the
         first decisive verdict is kept, so a viewpoint change that showed depth once still counts when the
-        decision comes later."""
-        if track.id in self._decided or track.id in self._refused:
+        decision comes later — as long as the run of recognitions it judged is not broken."""
+        if track.id in self._refused or self._kept(track) is not None:
             return
-        verdict = self.judge.judge(self.subject(track))
+        subject = self.subject(track)
+        verdict = self.judge.judge(subject)
         track.verdict = verdict
-        if getattr(verdict, "state", "undecided") in ("live", "attack"):
-            self._decided[track.id] = verdict
+        if getattr(verdict, "state", "undecided") in ("live", "attack") and subject:
+            self._decided[track.id] = (verdict, subject[0].t)
+
+    def _kept(self, track: Track) -> Any:
+        """The kept verdict, unless it was "live" on a run of recognitions that has since been broken (a
+        face below the threshold in the box: whoever is there now was not what was judged)."""
+        kept = self._decided.get(track.id)
+        if kept is None:
+            return None
+        verdict, run_start = kept
+        if getattr(verdict, "state", None) == "live":
+            subject = self.subject(track)
+            recognised = next((obs for obs in track.history if obs.recognition is not None), None)
+            # the same run: it starts where it did, or its start left the history and nothing broke it since
+            same_run = bool(subject) and (subject[0].t == run_start or (
+                track.history[0].t > run_start and subject[0] is recognised))
+            if not same_run:
+                del self._decided[track.id]
+                return None
+        return verdict
 
     def check(self, track: Track, now: float, label: str = "", confidence: float = 0.0) -> CheckResult:
         if track.id in self._refused:
             return CheckResult("refused", track.verdict)
-        verdict = self._decided.pop(track.id, None)
+        verdict = self._kept(track)
         if verdict is None:
             verdict = self.judge.judge(self.subject(track))
-        else:
-            self._decided[track.id] = verdict  # still decided: a later check says the same
         track.verdict = verdict
         state = getattr(verdict, "state", "undecided")
         if state == "live":
@@ -119,23 +136,23 @@ class LivenessCheck:
         return CheckResult("wait", verdict)
 
     def subject(self, track: Track) -> list[Observation]:
-        """The track's observations from its first recognition above the threshold on (all of them when
-        that has left the history). A live stranger who raises a photo of an enrolled person in front of
-        their face keeps the track (same place, recognised as nobody before): the stranger's own frames
-        would show depth next to the photo's; only the frames recognised as the person, and after, count."""
+        """The observations the judge may read: the track's latest run of recognitions above the threshold,
+        from its first to its last (empty before any). Without embeddings (the engine over HTTP) a track
+        follows whatever face sits in its box: a live stranger who raises a photo of an enrolled person
+        keeps the track, as does one who lowers it again between recognitions. A recognition below the
+        threshold breaks the run, and frames after the last confident recognition are not yet known to
+        show the person, so neither the stranger's frames before nor after the photo's can pass for depth."""
         history = list(track.history)
+        first = last = None
         for index, obs in enumerate(history):
-            if obs.recognition is not None and obs.recognition.confidence > self.threshold:
-                return history[index:]
-        return history
-
-    def waiting(self, track_id: int) -> bool:
-        """Whether a decision for this track is held until it is judged live."""
-        return track_id in self._pending
-
-    def judged_live(self, track_id: int) -> bool:
-        """Whether the track's first decisive verdict (from ``observe``) is "live"."""
-        return getattr(self._decided.get(track_id), "state", None) == "live"
+            if obs.recognition is None:
+                continue
+            if obs.recognition.confidence > self.threshold:
+                first = index if first is None else first
+                last = index
+            else:
+                first = last = None
+        return [] if first is None or last is None else history[first:last + 1]
 
     def forget(self, ended: list[Track]) -> list[tuple[Track, Pending]]:
         """Drop the state of tracks that ended (bounded memory); the ones that left while still waiting to

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import stat
 from collections import deque
-from dataclasses import replace
 from pathlib import Path
 
 from smartlock.engine.engine import Engine, LoopSettings
@@ -64,49 +63,17 @@ def test_a_live_track_unlocks(tmp_path: Path) -> None:
     assert door.opened == [("alice", 0.95)] and eng.stats.liveness_waits >= 1
 
 
-def test_the_first_decisive_verdict_is_kept(tmp_path: Path) -> None:
-    """Judged live on one frame between two decisions (a viewpoint change), undecided afterwards: the door
-    opens at the next decision, on the verdict already given."""
-    class OnceLive:  # live only on the track's third frame (a frame with no recognition, no decision)
-        def judge(self, observations: list[Observation]) -> Verdict:
-            return Verdict("live" if len(observations) == 3 else "undecided")
-
-    eng, door, _, clock = engine(tmp_path, OnceLive())  # type: ignore[arg-type]
-    run(eng, clock, 20)
-    assert door.opened == [("alice", 0.95)]
-
-
-def test_a_held_decision_opens_on_the_frame_its_track_is_judged_live(tmp_path: Path) -> None:
-    """A decision waits for liveness; the verdict comes on a frame recognition skips (--max-fps): the door
-    opens on that frame, not at the next recognition, with the decision held."""
-    eng, door, _, clock = engine(tmp_path, ScriptedJudge("undecided"))
-    stop = ClockStop(clock)
-    while eng.stats.liveness_waits == 0:  # K=2 frames recognised, the decision held
-        eng.step(stop)
-        clock.advance(0.04)
-    assert door.calls == [] and eng._held
-    recognitions = eng.recognize.calls  # type: ignore[attr-defined]
-    eng.liveness.judge = ScriptedJudge("live")  # type: ignore[union-attr]
-    assert eng.step(stop)  # 0.04 s after the last recognition: a frame of the gate only (10 fps)
-    assert door.opened == [("alice", 0.95)]
-    assert eng.recognize.calls == recognitions  # type: ignore[attr-defined]
-    assert not eng._held and eng.stats.unlocks == 1
-
-
-def test_a_held_decision_expires_with_the_policy_window(tmp_path: Path) -> None:
-    """Judged live after the held decision is older than the policy's window and recognition has stopped
-    deciding (the face turned away): the door stays shut."""
-    eng, door, _, clock = engine(tmp_path, ScriptedJudge("undecided"), timeout=30)
-    stop = ClockStop(clock)
-    while eng.stats.liveness_waits == 0:
-        eng.step(stop)
-        clock.advance(0.04)
-    eng.recognize.answers = [[]]  # type: ignore[attr-defined]  # no face recognised any more
-    eng.recognize.calls = 0  # type: ignore[attr-defined]
-    clock.advance(1.6)  # past the 1.5 s window
-    eng.liveness.judge = ScriptedJudge("live")  # type: ignore[union-attr]
-    eng.step(stop)
-    assert door.calls == [] and not eng._held
+def test_the_first_decisive_verdict_is_kept() -> None:
+    """Judged live on a frame between two decisions (a viewpoint change), undecided afterwards: the check at
+    the decision gives the verdict already found, without judging again."""
+    track = Track(id=1, started=0.0, history=deque(observation(i, 0.95 if i % 3 == 0 else None)
+                                                   for i in range(10)))
+    judge = ScriptedJudge("live", "undecided")
+    check = LivenessCheck(judge)
+    check.observe(track)
+    check.observe(track)  # kept: not judged again
+    track.history.extend([observation(10), observation(11), observation(12, 0.9)])
+    assert check.check(track, now=1.0).outcome == "live" and judge.calls == 1
 
 
 class DepthOfWhatItSees:
@@ -139,18 +106,66 @@ def test_a_live_stranger_raising_a_photo_is_judged_on_the_photo_frames_only(tmp_
     assert event["reason"] == "attack"
 
 
-def test_the_subject_of_a_track_starts_at_its_first_confident_recognition() -> None:
+def test_a_stranger_who_lowers_the_photo_is_never_judged(tmp_path: Path) -> None:
+    """The photo is recognised as alice until the decision waits for liveness, then lowered: the stranger's
+    face stays in the box (no embedding to split the track). Frames after the last confident recognition,
+    and the run broken by the stranger's own recognition, are never judged; the door stays shut."""
+    swapped_at: list[float] = []
+
+    class FlatUntilTheSwap:
+        def __init__(self) -> None:
+            self.seen: list[Observation] = []
+
+        def judge(self, observations: list[Observation]) -> Verdict:
+            self.seen += observations
+            stranger = bool(swapped_at) and any(obs.t >= swapped_at[0] for obs in observations)
+            return Verdict("live" if stranger else "undecided")
+
+    judge = FlatUntilTheSwap()
+    eng, door, _, clock = engine(tmp_path, judge, timeout=30)
+    stop = ClockStop(clock)
+    while eng.stats.liveness_waits == 0:
+        eng.step(stop)
+        clock.advance(0.04)
+    swapped_at.append(clock())
+    eng.recognize = ScriptedRecognizer([api_face("alice", 0.2, MIRRORED)])  # the stranger's own face
+    run(eng, clock, 40)
+    assert door.calls == []
+    assert judge.seen and all(obs.t < swapped_at[0] for obs in judge.seen)
+
+
+def observation(seq: int, confidence: float | None = None) -> Observation:
     from smartlock.engine.tracks import Recognition
 
-    frames = [Observation(t=i / 24, seq=i, detection=Detection(BOX, 0.9), frame_size=(160, 120))
-              for i in range(10)]
-    frames[2] = replace(frames[2], recognition=Recognition("alice", 0.3))
-    frames[5] = replace(frames[5], recognition=Recognition("alice", 0.9))
-    track = Track(id=1, started=0.0, history=deque(frames))
-    assert [obs.seq for obs in LivenessCheck(ScriptedJudge("live")).subject(track)] == [5, 6, 7, 8, 9]
-    assert len(LivenessCheck(ScriptedJudge("live"), threshold=0.2).subject(track)) == 8
-    nobody = Track(id=2, started=0.0, history=deque(frames[:5]))  # recognised left the history: all of it
-    assert len(LivenessCheck(ScriptedJudge("live")).subject(nobody)) == 5
+    return Observation(t=seq / 24, seq=seq, detection=Detection(BOX, 0.9), frame_size=(160, 120),
+                       recognition=None if confidence is None else Recognition("alice", confidence))
+
+
+def test_the_subject_is_the_latest_run_of_confident_recognitions() -> None:
+    marks = {2: 0.3, 5: 0.9, 8: 0.95, 11: 0.85}  # seq -> recognition confidence; others: gate frames only
+    track = Track(id=1, started=0.0, history=deque(observation(i, marks.get(i)) for i in range(13)))
+    check = LivenessCheck(ScriptedJudge("live"))
+    assert [obs.seq for obs in check.subject(track)] == list(range(5, 12))  # 12: after the last one
+    track.history.append(observation(13, 0.4))  # someone else in the box now: the run is broken
+    assert check.subject(track) == []
+    track.history.append(observation(14, 0.9))
+    assert [obs.seq for obs in check.subject(track)] == [14]
+    assert len(LivenessCheck(ScriptedJudge("live"), threshold=0.2).subject(track)) == 15 - 2
+
+
+def test_a_live_verdict_does_not_outlive_its_run() -> None:
+    """alice was judged live; someone below the threshold took her place in the box, then a photo of alice
+    was recognised: the kept verdict is dropped and the photo's own run is judged."""
+    track = Track(id=1, started=0.0, history=deque(observation(i, 0.95 if i % 3 == 0 else None)
+                                                   for i in range(10)))
+    judge = ScriptedJudge("live", "attack")
+    check = LivenessCheck(judge)
+    check.observe(track)
+    assert check.check(track, now=1.0).outcome == "live"
+    track.history.extend([observation(10, 0.3), observation(11), observation(12, 0.95),
+                          observation(13, 0.95)])
+    result = check.check(track, now=2.0)
+    assert result.outcome == "attack" and judge.calls == 2
 
 
 def test_an_attack_is_refused_once_and_never_unlocks(tmp_path: Path) -> None:

@@ -175,6 +175,8 @@ def judge(observations: Sequence[Observation], landmarker: DenseLandmarker,
     near = [residual(a, b) / iod for (_, a), (_, b) in itertools.pairwise(pairs)]
     if s.outlier > 0 and len(near) >= 2:
         pairs = consistent(pairs, near, s.outlier)
+    if len(pairs) < 2 or not iod > 0:
+        return abstain(NAME, f"{len(pairs)} frames with consistent landmarks")
     far, views = [], []
     anchors = [pairs[int(i)] for i in np.unique(np.linspace(0, len(pairs) - 1, s.anchors).round())]
     for i, (obs_a, a) in enumerate(anchors):
