@@ -410,6 +410,8 @@ class Engine:
             return
         self.stats.faces_unusable += len(gated.unusable)
         for item, track in zip(gated.unusable, tracks[len(gated.faces):], strict=True):
+            # a face recognition cannot see is not known to be the one recognised before (liveness)
+            track.broken_at = max(track.broken_at, track.last.t)
             size = round(min(item.detection.width, item.detection.height))
             if self._emit_throttled("face-unusable", str(track.id), {
                     "reason": item.reason, "size": size, "track": track.id}):

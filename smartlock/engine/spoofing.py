@@ -95,22 +95,23 @@ class LivenessCheck:
             self._decided[track.id] = (verdict, subject[0].t)
 
     def _kept(self, track: Track) -> Any:
-        """The kept verdict, unless it was "live" on a run of recognitions that has since been broken (a
-        face below the threshold in the box: whoever is there now was not what was judged)."""
+        """The kept verdict, unless it was "live" on a run of recognitions broken since (whoever is in the
+        box now was not what was judged)."""
         kept = self._decided.get(track.id)
         if kept is None:
             return None
         verdict, run_start = kept
-        if getattr(verdict, "state", None) == "live":
-            subject = self.subject(track)
-            recognised = next((obs for obs in track.history if obs.recognition is not None), None)
-            # the same run: it starts where it did, or its start left the history and nothing broke it since
-            same_run = bool(subject) and (subject[0].t == run_start or (
-                track.history[0].t > run_start and subject[0] is recognised))
-            if not same_run:
-                del self._decided[track.id]
-                return None
+        if getattr(verdict, "state", None) == "live" and self.broken_at(track) >= run_start:
+            del self._decided[track.id]
+            return None
         return verdict
+
+    def broken_at(self, track: Track) -> float:
+        """The latest break of the track's runs: the tracker's and the engine's record (``Track.broken_at``)
+        or a recognition below the threshold still in the history."""
+        below = [obs.t for obs in track.history
+                 if obs.recognition is not None and obs.recognition.confidence <= self.threshold]
+        return max([track.broken_at, *below])
 
     def check(self, track: Track, now: float, label: str = "", confidence: float = 0.0) -> CheckResult:
         if track.id in self._refused:
@@ -137,22 +138,18 @@ class LivenessCheck:
 
     def subject(self, track: Track) -> list[Observation]:
         """The observations the judge may read: the track's latest run of recognitions above the threshold,
-        from its first to its last (empty before any). Without embeddings (the engine over HTTP) a track
-        follows whatever face sits in its box: a live stranger who raises a photo of an enrolled person
-        keeps the track, as does one who lowers it again between recognitions. A recognition below the
-        threshold breaks the run, and frames after the last confident recognition are not yet known to
-        show the person, so neither the stranger's frames before nor after the photo's can pass for depth."""
+        from its first to its last, after the track's latest break (empty before any). Without embeddings
+        (the engine over HTTP) a track follows whatever face sits in its box: a live stranger who raises a
+        photo of an enrolled person keeps the track, as does one who lowers it again, or blurs or hides
+        their face between recognitions. Any break (see ``Track.broken_at``) starts a new run, and frames
+        after the last confident recognition are not yet known to show the person, so the stranger's frames
+        cannot pass for depth next to the photo's."""
         history = list(track.history)
-        first = last = None
-        for index, obs in enumerate(history):
-            if obs.recognition is None:
-                continue
-            if obs.recognition.confidence > self.threshold:
-                first = index if first is None else first
-                last = index
-            else:
-                first = last = None
-        return [] if first is None or last is None else history[first:last + 1]
+        broken = self.broken_at(track)
+        confident = [index for index, obs in enumerate(history)
+                     if obs.t > broken and obs.recognition is not None
+                     and obs.recognition.confidence > self.threshold]
+        return history[confident[0]:confident[-1] + 1] if confident else []
 
     def forget(self, ended: list[Track]) -> list[tuple[Track, Pending]]:
         """Drop the state of tracks that ended (bounded memory); the ones that left while still waiting to

@@ -91,6 +91,9 @@ class Track:
     split_from: int | None = None  # the track this one was split off (another person under the same box)
     verdict: object | None = None  # the liveness judge's latest verdict, when liveness is on
     misses: int = 0  # tracker updates since the last one that saw this face
+    # the last time the face in this box may not have been the one recognised: a recognition below the
+    # threshold, a face too small or blurred to recognise, an observation split off to another track
+    broken_at: float = float("-inf")
     _labels: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -207,6 +210,7 @@ class Tracker:
         observation moves to a new track, which is returned; else the same track."""
         if self._contradicts(track, recognition, threshold):
             newest = track.history.pop()
+            track.broken_at = max(track.broken_at, newest.t)  # someone else was under its box
             new = self._new_track(newest.t, split_from=track.id)
             new.history.append(newest)
             if not track.history:
@@ -215,6 +219,8 @@ class Tracker:
         track.history[-1] = replace(track.history[-1], recognition=recognition)
         if recognition.confidence > threshold:
             track._labels[recognition.label] = track._labels.get(recognition.label, 0) + 1
+        else:
+            track.broken_at = max(track.broken_at, track.history[-1].t)
         return track
 
     def reset(self) -> None:

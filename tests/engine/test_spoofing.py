@@ -99,9 +99,9 @@ def test_a_live_stranger_raising_a_photo_is_judged_on_the_photo_frames_only(tmp_
     eng.recognize = ScriptedRecognizer(*([[api_face("alice", 0.2, MIRRORED)]] * 6),
                                        [api_face("alice", 0.95, MIRRORED)])
     run(eng, clock, 40)
-    assert door.calls == [] and judge.seen
-    assert all(obs.recognition is not None and obs.recognition.confidence > 0.8
-               for obs in judge.seen[0][:1])  # the first frame judged is the first recognised as alice
+    assert door.calls == [] and judge.seen and judge.seen[0]
+    first = judge.seen[0][0]  # the first frame judged is the first recognised as alice
+    assert first.recognition is not None and first.recognition.confidence > 0.8
     (event,) = [e for e in sink.events if e["event"] == "refused-spoof"]
     assert event["reason"] == "attack"
 
@@ -132,6 +132,49 @@ def test_a_stranger_who_lowers_the_photo_is_never_judged(tmp_path: Path) -> None
     run(eng, clock, 40)
     assert door.calls == []
     assert judge.seen and all(obs.t < swapped_at[0] for obs in judge.seen)
+
+
+def test_a_stranger_who_blurs_their_face_between_recognitions_is_never_judged(tmp_path: Path) -> None:
+    """The photo is recognised; lowered, the stranger's face stays in the box but blurred (the gate calls it
+    unusable: recognition never sees it); the photo goes up again and is recognised. The blurred frames
+    break the run: the judge never reads them, the door stays shut."""
+    blurred: list[tuple[float, float]] = []
+
+    class LiveIfItSeesTheStranger:
+        def __init__(self) -> None:
+            self.seen: list[Observation] = []
+
+        def judge(self, observations: list[Observation]) -> Verdict:
+            self.seen += observations
+            stranger = any(a <= obs.t < b for obs in observations for a, b in blurred)
+            return Verdict("live" if stranger else "undecided")
+
+    judge = LiveIfItSeesTheStranger()
+    eng, door, _, clock = engine(tmp_path, judge, timeout=30)
+    run(eng, clock, 4)  # the photo: recognised as alice
+    start = clock()
+    assert eng.gate is not None
+    eng.gate.min_sharpness = 1e9  # the stranger: every face blurred
+    run(eng, clock, 15)
+    blurred.append((start, clock()))
+    assert eng.stats.faces_unusable >= 10
+    eng.gate.min_sharpness = 0  # the photo again
+    run(eng, clock, 30)
+    assert eng.stats.liveness_waits > 0 and door.calls == []
+    assert judge.seen and not any(start <= obs.t < blurred[0][1] for obs in judge.seen)
+
+
+def test_a_break_recorded_on_the_track_voids_a_live_verdict() -> None:
+    """The break itself has left the 48-frame history (the tracker keeps it on the track)."""
+    track = Track(id=1, started=0.0, history=deque(observation(i, 0.95 if i % 3 == 0 else None)
+                                                   for i in range(10)))
+    judge = ScriptedJudge("live", "undecided")
+    check = LivenessCheck(judge)
+    check.observe(track)
+    track.broken_at = 0.5  # after the run's start, no trace of it in the history
+    track.history.extend([observation(20, 0.95), observation(21, 0.95)])
+    assert check.check(track, now=1.0).outcome == "wait" and judge.calls == 2
+    assert [obs.seq for obs in check.subject(track)] == [20, 21]
 
 
 def observation(seq: int, confidence: float | None = None) -> Observation:

@@ -77,9 +77,12 @@ def test_recognised_as_someone_else_splits_the_track() -> None:
     other = tracker.recognised(same, Recognition("bob", 0.93), threshold=0.8)
     assert other.id != track.id and other.split_from == track.id
     assert [obs.seq for obs in track.history] == [1] and [obs.seq for obs in other.history] == [2]
-    # a low-confidence answer is no contradiction
+    assert track.broken_at == 0.04  # the parent had someone else under its box (liveness: a new run)
+    # a low-confidence answer is no contradiction, but breaks the run of confident ones
     (next_frame,) = tracker.update(0.08, 3, [det(104)])
+    assert other.broken_at == float("-inf")
     assert tracker.recognised(next_frame, Recognition("carol", 0.3), 0.8).id == other.id
+    assert other.broken_at == 0.08
 
 
 def test_an_embedding_of_another_face_splits_the_track() -> None:
