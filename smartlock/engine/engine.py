@@ -203,6 +203,9 @@ class Engine:
             logger.info("Analysis took %.3fs", time.perf_counter() - started)
         if faces is None:
             self._burst_until = 0.0  # recognition is failing: retry at --fps, not as fast as we can
+            if self.gate is not None:  # nobody recognised these faces: not known to be the ones before
+                for track in tracks[:len(gated.faces)]:
+                    track.broken_at = max(track.broken_at, track.last.t)
             return None
         self.stats.frames_analysed += 1
         if faces:
@@ -309,6 +312,10 @@ class Engine:
                 if matched[i] is None and j not in used and id(detections[j]) in by_detection:
                     matched[i] = by_detection[id(detections[j])]
                     used.add(j)
+            for j, det in enumerate(detections):  # a face recognition did not find or name is not known to
+                if j not in used and id(det) in by_detection:  # be the one recognised before (liveness)
+                    unnamed = by_detection[id(det)]
+                    unnamed.broken_at = max(unnamed.broken_at, unnamed.last.t)
         leftovers = [i for i, track in enumerate(matched) if track is None]
         if leftovers:
             boxes = [Detection(box=faces[i].box, score=1.0) for i in leftovers]

@@ -194,6 +194,8 @@ class Tracker:
         result = []
         for index, det in enumerate(detections):
             track = assigned[index] if index in assigned else self._new_track(t)
+            if track.misses > 0:  # unseen in between (a hand over the face?): not known to be the same face
+                track.broken_at = max(track.broken_at, track.last_seen)
             track.history.append(self._observation(t, seq, det, frame_size, image))
             track.misses = 0
             result.append(track)

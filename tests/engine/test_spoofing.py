@@ -7,6 +7,8 @@ import stat
 from collections import deque
 from pathlib import Path
 
+import pytest
+
 from smartlock.engine.engine import Engine, LoopSettings
 from smartlock.engine.gate import Gate
 from smartlock.engine.policy import UnlockPolicy
@@ -162,6 +164,37 @@ def test_a_stranger_who_blurs_their_face_between_recognitions_is_never_judged(tm
     run(eng, clock, 30)
     assert eng.stats.liveness_waits > 0 and door.calls == []
     assert judge.seen and not any(start <= obs.t < blurred[0][1] for obs in judge.seen)
+
+
+class LiveIfItSees:
+    """Stands in for the depth cues: "live" when it is given a frame of the stranger's (times in
+    ``windows``), else undecided."""
+
+    def __init__(self) -> None:
+        self.windows: list[tuple[float, float]] = []
+        self.seen: list[Observation] = []
+
+    def judge(self, observations: list[Observation]) -> Verdict:
+        self.seen += observations
+        stranger = any(a <= obs.t < b for obs in observations for a, b in self.windows)
+        return Verdict("live" if stranger else "undecided")
+
+
+@pytest.mark.parametrize("answer", ["no face", "failure"])
+def test_a_face_recognition_does_not_name_breaks_the_run(tmp_path: Path, answer: str) -> None:
+    """Between two recognitions of the photo, the stranger turns away: the gate still finds a usable face
+    but recognition finds none (or fails). Those frames break the run; the judge never reads them."""
+    judge = LiveIfItSees()
+    eng, door, _, clock = engine(tmp_path, judge, timeout=30)
+    run(eng, clock, 4)  # the photo: recognised as alice
+    start = clock()
+    eng.recognize = ScriptedRecognizer([] if answer == "no face" else RuntimeError("recognition down"))
+    run(eng, clock, 15)
+    judge.windows.append((start, clock()))
+    eng.recognize = ScriptedRecognizer([api_face("alice", 0.95, MIRRORED)])  # the photo again
+    run(eng, clock, 30)
+    assert eng.stats.liveness_waits > 0 and door.calls == []
+    assert judge.seen and not any(start <= obs.t < judge.windows[0][1] for obs in judge.seen)
 
 
 def test_a_break_recorded_on_the_track_voids_a_live_verdict() -> None:

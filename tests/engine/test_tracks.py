@@ -85,6 +85,18 @@ def test_recognised_as_someone_else_splits_the_track() -> None:
     assert other.broken_at == 0.08
 
 
+def test_a_face_seen_again_after_a_miss_breaks_the_run() -> None:
+    """A frame where the gate found nothing in the box (a hand over the face): whoever is seen next is not
+    known to be the same face; the track goes on (liveness starts a new run after the break)."""
+    tracker = Tracker()
+    (track,) = tracker.update(0.0, 1, [det(100)])
+    tracker.update(0.04, 2, [det(102)])
+    assert track.broken_at == float("-inf")
+    tracker.update(0.08, 3, [])  # missed
+    (again,) = tracker.update(0.12, 4, [det(104)])
+    assert again.id == track.id and track.broken_at == 0.04
+
+
 def test_an_embedding_of_another_face_splits_the_track() -> None:
     tracker = Tracker()
     alice, stranger = np.eye(4, dtype=np.float32)[0], np.eye(4, dtype=np.float32)[1]
