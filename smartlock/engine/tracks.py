@@ -91,8 +91,9 @@ class Track:
     split_from: int | None = None  # the track this one was split off (another person under the same box)
     verdict: object | None = None  # the liveness judge's latest verdict, when liveness is on
     misses: int = 0  # tracker updates since the last one that saw this face
-    # the last time the face in this box may not have been the one recognised: a recognition below the
-    # threshold, a face too small or blurred to recognise, an observation split off to another track
+    # the last time the face in this box may not have been the one recognised (liveness judges only after
+    # it): a recognition below the threshold, a frame where the face was missed, an observation split off
+    # to another track; the engine adds a face too small or blurred, or one recognition did not find or name
     broken_at: float = float("-inf")
     _labels: dict[str, int] = field(default_factory=dict)
 
