@@ -130,14 +130,19 @@ def measure(label: str, make_args, door: system.Door, watcher: OnsetWatcher,
     return {"label": label, "runs": len(onsets), "missed": missed, "latencies": latencies}
 
 
-def latency_table(runs: int, seed: int) -> str:
+def rig(prefix: str) -> tuple[Path, Path, system.Gallery]:
+    """A private work folder, its logs folder, and a gallery of 3 people x 3 photos from the faces folder."""
     faces = faces_dir()
     if faces is None:
         sys.exit("face photos not found: set SMARTLOCK_FACES_DIR or put them at ../shared/faces")
-    workdir = Path(tempfile.mkdtemp(prefix="time-to-unlock-"))
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     logs = workdir / "logs"
     logs.mkdir()
-    gallery = system.build_gallery(faces, workdir / "model", people=3, photos=3)
+    return workdir, logs, system.build_gallery(faces, workdir / "model", people=3, photos=3)
+
+
+def latency_table(runs: int, seed: int) -> str:
+    workdir, logs, gallery = rig("time-to-unlock-")
     name = next(iter(gallery.probes))
     rng = np.random.default_rng(seed)
     face = system.on_canvas(gallery.probes[name])
@@ -188,13 +193,7 @@ def liveness_table(runs: int, seed: int) -> str:
 
     from benchmarks.liveness_bench import load_photo, scenes
 
-    faces = faces_dir()
-    if faces is None:
-        sys.exit("face photos not found: set SMARTLOCK_FACES_DIR or put them at ../shared/faces")
-    workdir = Path(tempfile.mkdtemp(prefix="time-to-unlock-live-"))
-    logs = workdir / "logs"
-    logs.mkdir()
-    gallery = system.build_gallery(faces, workdir / "model", people=3, photos=3)
+    workdir, logs, gallery = rig("time-to-unlock-live-")
     photos = [p for p in map(load_photo, gallery.probes.values()) if p is not None]
     if not photos:
         sys.exit("no enrolled person's held-out photo is large enough to render")

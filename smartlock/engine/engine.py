@@ -205,7 +205,7 @@ class Engine:
             self._burst_until = 0.0  # recognition is failing: retry at --fps, not as fast as we can
             if self.gate is not None:  # nobody recognised these faces: not known to be the ones before
                 for track in tracks[:len(gated.faces)]:
-                    track.broken_at = max(track.broken_at, track.last.t)
+                    track.mark_break(track.last.t)
             return None
         self.stats.frames_analysed += 1
         if faces:
@@ -315,7 +315,7 @@ class Engine:
             for j, det in enumerate(detections):  # a face recognition did not find or name is not known to
                 if j not in used and id(det) in by_detection:  # be the one recognised before (liveness)
                     unnamed = by_detection[id(det)]
-                    unnamed.broken_at = max(unnamed.broken_at, unnamed.last.t)
+                    unnamed.mark_break(unnamed.last.t)
         leftovers = [i for i, track in enumerate(matched) if track is None]
         if leftovers:
             boxes = [Detection(box=faces[i].box, score=1.0) for i in leftovers]
@@ -418,7 +418,7 @@ class Engine:
         self.stats.faces_unusable += len(gated.unusable)
         for item, track in zip(gated.unusable, tracks[len(gated.faces):], strict=True):
             # a face recognition cannot see is not known to be the one recognised before (liveness)
-            track.broken_at = max(track.broken_at, track.last.t)
+            track.mark_break(track.last.t)
             size = round(min(item.detection.width, item.detection.height))
             if self._emit_throttled("face-unusable", str(track.id), {
                     "reason": item.reason, "size": size, "track": track.id}):

@@ -101,6 +101,10 @@ class Track:
     def last(self) -> Observation:
         return self.history[-1]
 
+    def mark_break(self, t: float) -> None:
+        """Someone other than the recognised face may have been in this box at ``t`` (see ``broken_at``)."""
+        self.broken_at = max(self.broken_at, t)
+
     @property
     def last_seen(self) -> float:
         return self.history[-1].t
@@ -196,7 +200,7 @@ class Tracker:
         for index, det in enumerate(detections):
             track = assigned[index] if index in assigned else self._new_track(t)
             if track.misses > 0:  # unseen in between (a hand over the face?): not known to be the same face
-                track.broken_at = max(track.broken_at, track.last_seen)
+                track.mark_break(track.last_seen)
             track.history.append(self._observation(t, seq, det, frame_size, image))
             track.misses = 0
             result.append(track)
@@ -213,7 +217,7 @@ class Tracker:
         observation moves to a new track, which is returned; else the same track."""
         if self._contradicts(track, recognition, threshold):
             newest = track.history.pop()
-            track.broken_at = max(track.broken_at, newest.t)  # someone else was under its box
+            track.mark_break(newest.t)  # someone else was under its box
             new = self._new_track(newest.t, split_from=track.id)
             new.history.append(newest)
             if not track.history:
@@ -223,7 +227,7 @@ class Tracker:
         if recognition.confidence > threshold:
             track._labels[recognition.label] = track._labels.get(recognition.label, 0) + 1
         else:
-            track.broken_at = max(track.broken_at, track.history[-1].t)
+            track.mark_break(track.history[-1].t)
         return track
 
     def reset(self) -> None:
