@@ -88,6 +88,7 @@ def evaluate(judge: LivenessJudge, data: dict[str, list[tuple[str, list[Observat
           f"{'APCER':>7s} {'BPCER':>7s} {'95% up to':>9s}  decided by")
     times: list[float] = []
     totals = {"attack": [0, 0], "genuine": [0, 0]}
+    cut_short = 0
     for kind, items in data.items():
         outcomes: Counter[str] = Counter()
         deciders: Counter[str] = Counter()
@@ -101,6 +102,9 @@ def evaluate(judge: LivenessJudge, data: dict[str, list[tuple[str, list[Observat
             deciders.update(by)
             if kind in scenes.GENUINE and outcome == "live" and when is not None:
                 times.append(when)
+            if kind in scenes.GENUINE and outcome == "undecided" and \
+                    observations[-1].t - observations[0].t < timeout - 1 / scenes.FPS:
+                cut_short += 1
         judged = sum(outcomes.values())
         genuine = kind in scenes.GENUINE
         errors = judged - outcomes["live"] if genuine else outcomes["live"]
@@ -116,6 +120,8 @@ def evaluate(judge: LivenessJudge, data: dict[str, list[tuple[str, list[Observat
             label = "BPCER" if group == "genuine" else "APCER"
             print(f"all {group}: {label} {errors}/{judged} = {100 * errors / judged:.1f}% (95% upper bound "
                   f"{100 * upper_bound(errors, judged):.1f}%)")
+    print(f"genuine tracks still undecided when their face was lost before the {timeout:g} s timeout: "
+          f"{cut_short} (counted as refused)")
     if times:
         median = statistics.median(times)
         print(f"time to 'live' (genuine, from the track's first frame): median {median:.2f} s,"
@@ -201,7 +207,8 @@ def main() -> None:
     judge = LivenessJudge(LivenessSettings(cues=tuple(c for c in args.cues.split(",") if c)))
     people = len(data[scenes.KINDS[0]])
     print(f"liveness bench, split {args.split}: {people} people x {len(scenes.KINDS)} kinds, "
-          f"{args.frames} frames ({args.frames / scenes.FPS:.1f} s) each at 640x360, detector "
+          f"{args.frames} frames ({args.frames / scenes.FPS:.1f} s) each at 640x360 (walk-ups "
+          f"{bench.APPROACH_LEAD:g} s more: the face is found only as it comes closer), detector "
           f"{bench.detector_name()}, timeout {args.timeout:.1f} s, cues {', '.join(judge.cue_names)}")
     timings: list[float] = []
     evaluate(judge, data, args.timeout, timings)

@@ -245,8 +245,10 @@ def _fill_screen(photo: Photo, spec: dict, zoom: float) -> np.ndarray:
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-def frames(kind: str, photo: Photo, seed: int, n: int = 72) -> Iterator[np.ndarray]:
-    """The camera frames (BGR uint8, 640x360) of one sequence."""
+def frames(kind: str, photo: Photo, seed: int, n: int = 72,
+           still: bool | None = None) -> Iterator[np.ndarray]:
+    """The camera frames (BGR uint8, 640x360) of one sequence; ``still`` (screens only) overrides the draw
+    of whether the device is held by hand or stands still (a fifth of them)."""
     rng = np.random.default_rng(seed)
     wall = background(rng)
     gain = rng.uniform(0.8, 1.15)
@@ -278,7 +280,9 @@ def frames(kind: str, photo: Photo, seed: int, n: int = 72) -> Iterator[np.ndarr
             texture = _screen_texture(_fill_screen(photo, spec, zoom), rng, spec)
         uv = face3d.texture_map(photo.landmarks)
         replay = list(_head_pose("genuine-turn", rng, n)) if kind == "screen-replay" else []
-        for i, (center, yaw, pitch, roll) in enumerate(_hand_pose(rng, n, rng.random() < 0.2, spec["reach"])):
+        held_still = rng.random() < 0.2
+        held_still = held_still if still is None else still
+        for i, (center, yaw, pitch, roll) in enumerate(_hand_pose(rng, n, held_still, spec["reach"])):
             if replay:
                 texture = _screen_texture(_replay_frame(photo, uv, replay[i], spec, zoom), rng, spec)
             canvas = wall.copy()

@@ -112,14 +112,18 @@ def build_liveness(settings: EngineSettings) -> tuple[Any, Any]:
         logger.warning("LIVENESS IS OFF (--liveness off): a photo, a printed card or a screen showing an "
                        "enrolled person opens the door, as in the seed")
         return None, None
+    from smartlock.engine.liveness.frame import FrameSettings
     from smartlock.engine.liveness.judge import LivenessJudge, LivenessSettings
     from smartlock.engine.spoofing import LOCKOUT_FILE, LivenessCheck, SpoofLockout
 
-    judge = LivenessJudge(LivenessSettings(model_path=settings.liveness_model))
+    frame = FrameSettings() if settings.liveness_still_frame == "on" else FrameSettings(enclosure=0.0)
+    judge = LivenessJudge(LivenessSettings(model_path=settings.liveness_model, frame=frame))
     lockout = SpoofLockout(settings.log_path / LOCKOUT_FILE, settings.spoof_lockout,
                            pause=settings.spoof_lockout_minutes * 60)
-    logger.info("Liveness on: cues %s; a track undecided after %g s is refused; %s",
-                ", ".join(judge.cue_names), settings.liveness_timeout,
+    logger.info("Liveness on: cues %s%s; a track undecided after %g s is refused; %s",
+                ", ".join(judge.cue_names),
+                "" if frame.enclosure else " (--liveness-still-frame off: a face held still in a frame is "
+                "not refused for it)", settings.liveness_timeout,
                 f"{settings.spoof_lockout} attacks within 10 minutes pause face unlock for "
                 f"{settings.spoof_lockout_minutes:g} minutes" if settings.spoof_lockout else "no lockout")
     return LivenessCheck(judge, settings.liveness_timeout, settings.threshold), lockout

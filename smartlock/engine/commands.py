@@ -104,7 +104,8 @@ def _register_engine(subparsers: argparse._SubParsersAction) -> None:
     EngineSettings.add_option(optional, "collect_min_confidence", metavar="P")
     EngineSettings.add_option(optional, "collect_max_confidence", metavar="P")
     EngineSettings.add_option(optional, "collect_keep_frames", metavar="N")
-    for name in ("liveness", "liveness_timeout", "spoof_lockout", "spoof_lockout_minutes", "liveness_model"):
+    for name in ("liveness", "liveness_timeout", "liveness_still_frame", "spoof_lockout",
+                 "spoof_lockout_minutes", "liveness_model"):
         EngineSettings.add_option(optional, name)
     for name in ENGINE_MQTT_FLAGS:
         EngineSettings.add_option(optional, name)

@@ -176,6 +176,12 @@ class EngineSettings(StreamClientSettings, MqttSettings):
         f"refused. Default {DEFAULT_LIVENESS_TIMEOUT:g}.",
         json_schema_extra={"metavar": "SECONDS"},
     )
+    liveness_still_frame: Literal["on", "off"] = Field(
+        default="on",
+        description="Refuse a face held still between two parallel straight edges close on either side (a "
+        "screen or a card on a stand). off: where a doorway or a window of the background frames the head "
+        "of a person standing at the camera.",
+    )
     spoof_lockout: int = Field(
         default=DEFAULT_SPOOF_LOCKOUT, ge=0, le=1000,
         description=f"Pause face unlock after this many refused presentation attacks within 10 minutes "

@@ -9,6 +9,7 @@ import pytest
 
 from smartlock.cli import build_parser, main
 from smartlock.engine.commands import configure_logging
+from smartlock.engine.liveness.frame import FrameSettings
 
 SEED_ENGINE = ["engine", "--threshold", "0.8", "--camera-url", "http://CAMERA_IP/stream.mjpg",
                "--face-recognition-api-url", "http://FACE_RECOGNITION_IP:5000/face-recognition",
@@ -153,3 +154,18 @@ def test_retention_flags_parse_round_trip_and_refuse_nonsense(tmp_path, capsys) 
         assert main([*SEED_ENGINE, "--log-path", str(tmp_path / "log"), *bad]) == 2
         assert bad[0] in capsys.readouterr().err
     assert not (tmp_path / "log").exists()
+
+
+@pytest.mark.parametrize(("flag", "enclosure"), [([], FrameSettings().enclosure),
+                                                 (["--liveness-still-frame", "off"], 0.0)])
+def test_liveness_still_frame_off_drops_only_the_still_frame_rule(tmp_path, flag, enclosure) -> None:
+    from smartlock.engine.assembly import build_liveness
+    from smartlock.engine.settings import EngineSettings
+
+    args = build_parser().parse_args([*SEED_ENGINE, "--log-path", str(tmp_path), *flag])
+    settings = EngineSettings(camera_url=args.camera_url, door_api_url=args.door_api_url,
+                              face_recognition_api_url=args.face_recognition_api_url, log_path=tmp_path,
+                              liveness_still_frame=args.liveness_still_frame)
+    check, _lockout = build_liveness(settings)
+    assert check is not None and "frame" in check.judge.cue_names
+    assert check.judge.settings.frame.enclosure == enclosure

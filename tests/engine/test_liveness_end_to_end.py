@@ -30,27 +30,29 @@ def photo(gallery: Gallery) -> scenes.Photo:
     pytest.skip("no probe photo with a face large enough to render")
 
 
-def video(workdir: Path, kind: str, photo: scenes.Photo, seed: int = 3) -> Path:
+def video(workdir: Path, kind: str, photo: scenes.Photo, seed: int = 3, still: bool | None = None) -> Path:
     """One second of the empty hallway, then 2.5 s of ``kind`` (rendered at 24 fps), then the hallway."""
     wall = next(iter(scenes.frames("photo-still", photo, seed, 1)))  # a frame only to size the hallway
     empty = scenes.finish(scenes.background(np.random.default_rng(seed)), np.random.default_rng(seed), 1.0)
     assert empty.shape == wall.shape
-    frames = [empty] * 24 + list(scenes.frames(kind, photo, seed, 60)) + [empty] * 48
-    return system.write_video(workdir / f"{kind}.mp4", [(frame, 1 / scenes.FPS) for frame in frames],
+    frames = [empty] * 24 + list(scenes.frames(kind, photo, seed, 60, still=still)) + [empty] * 48
+    return system.write_video(workdir / f"{kind}-{seed}.mp4", [(frame, 1 / scenes.FPS) for frame in frames],
                               fps=scenes.FPS)
 
 
 def run(kind: str, liveness: str, photo: scenes.Photo, api_port: int, door: Door, workdir: Path, logs: Path,
-        until: Callable[[list[dict], list[dict]], object]) -> tuple[list[dict], list[dict]]:
+        until: Callable[[list[dict], list[dict]], object], seed: int = 3, still: bool | None = None,
+        extra: tuple[str, ...] = ()) -> tuple[list[dict], list[dict]]:
     """The engine on ``kind``'s video until ``until(events, unlocks)`` is true; (events, unlocks)."""
-    clip = video(workdir, f"{kind}", photo)
+    clip = video(workdir, kind, photo, seed, still)
     start_id = door.last_id()
     received, app = system.webhook_receiver()
-    log_path = workdir / f"engine-{kind}-{liveness}"
+    name = "-".join([kind, liveness, *(arg.strip("-") for arg in extra)])
     with uvicorn_server(app) as hook, system.camera(clip, logs) as camera_port, system.smartlock_process(
-            system.engine_args(camera_port, door, log_path, api_port=api_port, liveness=liveness,
-                               extra=["--webhook-url", f"{hook}/events", "--liveness-timeout", "3"]),
-            logs / f"engine-{kind}-{liveness}.out") as engine:
+            system.engine_args(camera_port, door, workdir / f"engine-{name}", api_port=api_port,
+                               liveness=liveness, extra=["--webhook-url", f"{hook}/events",
+                                                         "--liveness-timeout", "3", *extra]),
+            logs / f"engine-{name}.out") as engine:
         try:
             wait_for(lambda: until(received, door.unlocks(start_id)), timeout=90, interval=0.2,
                      what=f"the engine's verdict on {kind}")
@@ -82,6 +84,30 @@ def test_a_photo_or_a_moved_card_of_an_enrolled_person_is_refused(kind, photo, a
     assert any(e["event"] == "recognised" for e in events)  # it was recognised: liveness alone refused it
     if refused["reason"] == "attack":
         assert refused["decided_by"] and all(cue["decision"] != "abstain" for cue in refused["cues"])
+
+
+STILL_SCREEN_SEED = 16  # a tablet on a stand replaying the head turning; without the still-frame rule the
+# bench's replay of this clip is judged live by depth106 after 0.75 s (the video's head has real depth)
+
+
+def test_a_screen_on_a_stand_replaying_a_turning_head_is_refused_for_its_frame(photo, api_port, door,
+                                                                              workdir, logs) -> None:
+    events, unlocks = run("screen-replay", "on", photo, api_port, door, workdir, logs, spoof_refused,
+                          seed=STILL_SCREEN_SEED, still=True)
+    assert unlocks == []
+    refused = next(e for e in events if e["event"] == "refused-spoof")
+    assert refused["reason"] == "attack" and "frame" in refused["decided_by"], refused
+    frame_cue = next(cue for cue in refused["cues"] if cue["name"] == "frame")
+    assert "enclose" in frame_cue["reason"], frame_cue
+
+
+def test_liveness_still_frame_off_reaches_the_engine(photo, api_port, door, workdir, logs) -> None:
+    """The same clip with ``--liveness-still-frame off``: whatever the verdict, not the still-frame rule's."""
+    events, _unlocks = run("screen-replay", "on", photo, api_port, door, workdir, logs, spoof_refused,
+                           seed=STILL_SCREEN_SEED, still=True, extra=("--liveness-still-frame", "off"))
+    for event in events:
+        for cue in event.get("cues") or []:
+            assert not (cue["name"] == "frame" and "enclose" in cue["reason"]), event
 
 
 def test_liveness_off_restores_the_seed_rule(photo, api_port, door, workdir, logs) -> None:

@@ -5,8 +5,12 @@ crossing it are expressed in the face's own coordinates (relative to the detecto
 The background has straight edges too (door frames, shelves), but they stay put while the face moves; a
 card's or a screen's border moves with the face. So an edge counts only when it is found at the same place
 *relative to the face* in most sampled frames while the face moved across it in the frame by a good part of
-its size. Two such edges (two sides, or a side and a corner) → attack. A face that did not move makes the
-cue abstain (the motion cue judges that case).
+its size. Two such edges (two sides, or a side and a corner) → attack. And a face held still between two
+parallel edges on opposite sides, each within ``enclosure`` box sizes of its centre and running along the
+whole face, is a screen or a card even when nothing moves (a screen on a stand replaying a video of a head
+turning: the one attack whose landmarks show real depth). A real person standing still with a doorway or a
+window frame of the background flanking the head that closely is refused too (``--liveness-still-frame off``
+drops the rule). Otherwise a face that did not move makes the cue abstain (the motion cue judges that case).
 
 Limit: the crop reaches one box beyond the face on each side (the tracker's CROP_CONTEXT), so a border
 farther out than that is not seen.
@@ -37,6 +41,9 @@ class FrameSettings:
     angle_tolerance: float = 8.0  # degrees
     offset_tolerance: float = 0.08  # box sizes
     min_edges: int = 2
+    enclosure: float = 1.3  # box sizes: two parallel edges this close on opposite sides → attack (0: off)
+    enclosure_span: float = 0.25  # ... each running along the face at least this far up and down (box sizes)
+    enclosure_angle: float = 12.0  # degrees: "parallel" (a tilted device's sides converge in the image)
 
 
 Line = tuple[float, float, float, float]  # angle (radians, [0, pi)), offset from the box centre, extent a, b
@@ -98,9 +105,12 @@ def judge(observations: Sequence[Observation], settings: FrameSettings | None = 
     centres = np.array([((o.box[0] + o.box[2]) / 2, (o.box[1] + o.box[3]) / 2) for o in sampled])
     sizes = np.array([max(o.detection.width, o.detection.height) for o in sampled])
     rigid: list[Line] = []
+    persistent: list[Line] = []
     moved_any = False
     for line in per_frame[-1]:
         hits = sum(_match(line, lines, s) for lines in per_frame)
+        if hits >= s.persistence * len(per_frame):
+            persistent.append(line)
         normal = np.array([-np.sin(line[0]), np.cos(line[0])])
         across = centres @ normal
         # how far the face travelled across this edge (a background edge would have changed its offset)
@@ -113,12 +123,30 @@ def judge(observations: Sequence[Observation], settings: FrameSettings | None = 
     detail = f"{len(rigid)} edges moving with the face ({sides} sides) over {len(sampled)} frames"
     if sides >= s.min_edges:
         return CueResult(NAME, -1.0, "attack", f"frame: {detail}")
+    pair = _enclosing_pair(persistent, s)
+    if pair:
+        return CueResult(NAME, -1.0, "attack", f"frame: two parallel edges enclose the face ({pair}) over "
+                                               f"{len(sampled)} frames")
     if not moved_any:
         travel = float(np.ptp(centres, axis=0).max() / np.median(sizes))
         if travel < s.min_motion:
             return abstain(NAME, f"face did not move ({travel:.2f} box sizes): cannot tell a border from "
                                  "the background")
     return CueResult(NAME, 0.0 if rigid else 0.1, "abstain", f"no frame: {detail}")
+
+
+def _enclosing_pair(lines: list[Line], s: FrameSettings) -> str:
+    """Two parallel edges on opposite sides of the face, each within ``s.enclosure`` box sizes of its centre
+    and running along the whole face (a screen's or a card's two sides, even held still); '' when none."""
+    close = [line for line in lines if abs(line[1]) <= s.enclosure
+             and line[2] <= -s.enclosure_span and line[3] >= s.enclosure_span]
+    for i, first in enumerate(close):
+        for second in close[i + 1:]:
+            d_angle = abs(first[0] - second[0])
+            if (np.degrees(min(d_angle, np.pi - d_angle)) <= s.enclosure_angle
+                    and np.sign(first[1]) != np.sign(second[1])):
+                return f"{first[1]:+.2f} and {second[1]:+.2f} box sizes"
+    return ""
 
 
 def _distinct_sides(lines: list[Line]) -> int:

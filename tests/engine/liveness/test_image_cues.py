@@ -61,9 +61,32 @@ def test_a_door_frame_behind_a_moving_face_is_not_a_bezel() -> None:
     assert frame.judge(face_frames(36, door, WALL, seed=3)).decision != "attack"
 
 
-def test_a_bezel_around_a_face_that_does_not_move_abstains() -> None:
-    still = face_frames(36, lambda f, i: bezel(f, 0), WALL, seed=2)
-    assert frame.judge(still).decision == "abstain"
+def test_a_bezel_around_a_face_that_does_not_move_is_an_attack() -> None:
+    """A screen on a stand replaying a video: the head inside may turn (real depth), the device stays."""
+    def replay(f: np.ndarray, i: int) -> tuple[float, float, float, float]:
+        cv2.rectangle(f, (170, 75), (330, 265), (20, 20, 20), -1)
+        cv2.rectangle(f, (178, 83), (322, 257), (200, 190, 180), -1)
+        return paint_face(f, FACE, 200 + 2 * (i % 3), 110)  # the video's head sways inside the screen
+
+    result = frame.judge(face_frames(36, replay, WALL, seed=2))
+    assert result.decision == "attack" and "enclose" in result.reason, result.reason
+    off = frame.judge(face_frames(36, replay, WALL, seed=2), frame.FrameSettings(enclosure=0.0))
+    assert off.decision == "abstain", off.reason
+
+
+def test_a_still_face_beside_one_edge_or_between_far_posts_is_not_framed() -> None:
+    def one_side(f: np.ndarray, i: int) -> tuple[float, float, float, float]:
+        cv2.rectangle(f, (150, 0), (170, 360), (60, 40, 30), -1)  # a door post close on the left only
+        return paint_face(f, FACE, 200, 110)
+
+    def far_posts(f: np.ndarray, i: int) -> tuple[float, float, float, float]:
+        cv2.rectangle(f, (60, 0), (80, 360), (60, 40, 30), -1)  # a doorway wider than the face reach
+        cv2.rectangle(f, (440, 0), (460, 360), (60, 40, 30), -1)
+        return paint_face(f, FACE, 200, 110)
+
+    for draw in (one_side, far_posts):
+        result = frame.judge(face_frames(36, draw, WALL, seed=3))
+        assert result.decision == "abstain", result.reason
 
 
 def test_a_screen_grid_is_an_attack_and_a_face_is_not() -> None:
