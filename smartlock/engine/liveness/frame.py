@@ -42,7 +42,7 @@ class FrameSettings:
     offset_tolerance: float = 0.08  # box sizes
     min_edges: int = 2
     enclosure: float = 1.3  # box sizes: two parallel edges this close on opposite sides → attack (0: off)
-    enclosure_span: float = 0.25  # ... each running along the face at least this far up and down (box sizes)
+    enclosure_span: float = 0.25  # box sizes each edge runs alongside the face, both ways from its centre
     enclosure_angle: float = 12.0  # degrees: "parallel" (a tilted device's sides converge in the image)
 
 
