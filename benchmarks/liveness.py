@@ -88,7 +88,7 @@ def evaluate(judge: LivenessJudge, data: dict[str, list[tuple[str, list[Observat
           f"{'APCER':>7s} {'BPCER':>7s} {'95% up to':>9s}  decided by")
     times: list[float] = []
     totals = {"attack": [0, 0], "genuine": [0, 0]}
-    cut_short = 0
+    cut_short = {"attack": 0, "genuine": 0}
     for kind, items in data.items():
         outcomes: Counter[str] = Counter()
         deciders: Counter[str] = Counter()
@@ -102,9 +102,8 @@ def evaluate(judge: LivenessJudge, data: dict[str, list[tuple[str, list[Observat
             deciders.update(by)
             if kind in scenes.GENUINE and outcome == "live" and when is not None:
                 times.append(when)
-            if kind in scenes.GENUINE and outcome == "undecided" and \
-                    observations[-1].t - observations[0].t < timeout - 1 / scenes.FPS:
-                cut_short += 1
+            if outcome == "undecided" and observations[-1].t - observations[0].t < timeout - 1 / scenes.FPS:
+                cut_short["genuine" if kind in scenes.GENUINE else "attack"] += 1
         judged = sum(outcomes.values())
         genuine = kind in scenes.GENUINE
         errors = judged - outcomes["live"] if genuine else outcomes["live"]
@@ -120,8 +119,9 @@ def evaluate(judge: LivenessJudge, data: dict[str, list[tuple[str, list[Observat
             label = "BPCER" if group == "genuine" else "APCER"
             print(f"all {group}: {label} {errors}/{judged} = {100 * errors / judged:.1f}% (95% upper bound "
                   f"{100 * upper_bound(errors, judged):.1f}%)")
-    print(f"genuine tracks still undecided when their face was lost before the {timeout:g} s timeout: "
-          f"{cut_short} (counted as refused)")
+    print(f"tracks still undecided when the face was lost (or the clip ended) before the {timeout:g} s "
+          f"timeout: genuine {cut_short['genuine']} (counted as refused), attack {cut_short['attack']} (as "
+          "refused: one that would have been judged live later is missing from APCER)")
     if times:
         median = statistics.median(times)
         print(f"time to 'live' (genuine, from the track's first frame): median {median:.2f} s,"

@@ -179,8 +179,8 @@ class EngineSettings(StreamClientSettings, MqttSettings):
     liveness_still_frame: Literal["on", "off"] = Field(
         default="on",
         description="Refuse a face held still between two parallel straight edges close on either side (a "
-        "screen or a card on a stand). off: where a doorway or a window of the background frames the head "
-        "of a person standing at the camera.",
+        "screen or a card on a stand, replaying a video). off: where the background frames the head of a "
+        "person standing at the camera (a doorway, a window, shelves); such a screen then gets in.",
     )
     spoof_lockout: int = Field(
         default=DEFAULT_SPOOF_LOCKOUT, ge=0, le=1000,

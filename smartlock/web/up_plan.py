@@ -78,6 +78,11 @@ class UpSettings(TlsSettings, MqttSettings):
         "on", description="unlock only for faces judged live, refusing photos, printed cards and screens "
         "(off: any recognised face opens the door, as in the seed)",
     )
+    liveness_still_frame: Literal["on", "off"] = Field(
+        "on", description="refuse a face held still between two straight edges close on either side (a "
+        "screen or card on a stand); off where the background frames the head of a person standing at the "
+        "camera (a doorway, a window, shelves), which lets such a screen in",
+    )
     collect: bool = Field(
         True, json_schema_extra={"flag": "--no-collector", "negate": True},
         description="do not run the data collector (frames below the threshold, for enrollment)",
@@ -325,6 +330,7 @@ class Plan:
             webhook_url=self.webhook_url, live_url=self.live_url,
             webhook_token_file=self.layout.webhook_token, keep_days=tuning.keep_days,
             keep_unlocks=tuning.keep_unlocks, liveness=self.options.liveness,
+            liveness_still_frame=self.options.liveness_still_frame,
             **collect, **self.mqtt("mqtt_allow_unlock", "mqtt_unlock_code_file"),
         ))
 

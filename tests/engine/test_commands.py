@@ -163,9 +163,7 @@ def test_liveness_still_frame_off_drops_only_the_still_frame_rule(tmp_path, flag
     from smartlock.engine.settings import EngineSettings
 
     args = build_parser().parse_args([*SEED_ENGINE, "--log-path", str(tmp_path), *flag])
-    settings = EngineSettings(camera_url=args.camera_url, door_api_url=args.door_api_url,
-                              face_recognition_api_url=args.face_recognition_api_url, log_path=tmp_path,
-                              liveness_still_frame=args.liveness_still_frame)
+    settings = EngineSettings.from_args(args)
     check, _lockout = build_liveness(settings)
     assert check is not None and "frame" in check.judge.cue_names
     assert check.judge.settings.frame.enclosure == enclosure

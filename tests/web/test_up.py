@@ -109,6 +109,9 @@ def test_the_plan_of_child_commands(tmp_path) -> None:
     assert "--pin-factory" not in real.door()  # the default: the real pins of this machine
     vision = real.vision()
     assert "--source" not in vision and vision[vision.index("--backend") + 1] == "dlib"
+    assert "--liveness-still-frame" not in vision  # the default, on
+    framed = Plan(UpSettings(liveness_still_frame="off"), layout, ports, None).vision()
+    assert framed[framed.index("--liveness-still-frame") + 1] == "off"
     assert local_host("::") == "127.0.0.1" and local_host("192.168.1.5") == "192.168.1.5"
 
 

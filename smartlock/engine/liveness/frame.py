@@ -5,12 +5,19 @@ crossing it are expressed in the face's own coordinates (relative to the detecto
 The background has straight edges too (door frames, shelves), but they stay put while the face moves; a
 card's or a screen's border moves with the face. So an edge counts only when it is found at the same place
 *relative to the face* in most sampled frames while the face moved across it in the frame by a good part of
-its size. Two such edges (two sides, or a side and a corner) → attack. And a face held still between two
-parallel edges on opposite sides, each within ``enclosure`` box sizes of its centre and running along the
-whole face, is a screen or a card even when nothing moves (a screen on a stand replaying a video of a head
-turning: the one attack whose landmarks show real depth). A real person standing still with a doorway or a
-window frame of the background flanking the head that closely is refused too (``--liveness-still-frame off``
-drops the rule). Otherwise a face that did not move makes the cue abstain (the motion cue judges that case).
+its size. Two such edges (two sides, or a side and a corner) → attack.
+
+Held still (the face's centre travelled less than ``min_motion`` box sizes over the window), a face between
+two edges on opposite sides — parallel within ``enclosure_angle``, each within ``enclosure`` box sizes of
+the face's centre, running alongside the face at least ``enclosure_span`` both ways, found in most sampled
+frames — is a screen or a card on a stand (the case that matters: a screen replaying a video of the head
+turning, whose landmarks show real depth). It is also what a real person standing still looks like with
+two straight edges of the background that close on either side of the head: a doorway or a window farther
+back, shelves above and below, long straight hair; they are refused as an attack (and count toward the
+spoof lockout). ``--liveness-still-frame off`` drops this rule, and lets such a screen in.
+Not caught: a replayed head that drifts a fifth of its size or more inside the screen (then the face moves
+across the bezel: neither rule applies), a screen whose sides are beyond ``enclosure`` or outside the crop,
+a bezel the colour of the wall behind it.
 
 Limit: the crop reaches one box beyond the face on each side (the tracker's CROP_CONTEXT), so a border
 farther out than that is not seen.
@@ -84,11 +91,19 @@ def face_lines(obs: Observation, s: FrameSettings) -> list[Line]:
     return lines
 
 
+def _aligned(line: Line, other: Line) -> tuple[float, float]:
+    """(degrees between the two edges, ``other``'s offset along ``line``'s normal). Angles live in [0, pi):
+    an edge at 179.5° and one at 0.5° are 1° apart, and their normals point opposite ways."""
+    d_angle = abs(line[0] - other[0])
+    if d_angle > np.pi / 2:
+        return float(np.degrees(np.pi - d_angle)), -other[1]
+    return float(np.degrees(d_angle)), other[1]
+
+
 def _match(line: Line, others: list[Line], s: FrameSettings) -> bool:
-    for angle, offset, _, _ in others:
-        d_angle = abs(line[0] - angle)
-        d_angle = min(d_angle, np.pi - d_angle)
-        if np.degrees(d_angle) <= s.angle_tolerance and abs(line[1] - offset) <= s.offset_tolerance:
+    for other in others:
+        degrees, offset = _aligned(line, other)
+        if degrees <= s.angle_tolerance and abs(line[1] - offset) <= s.offset_tolerance:
             return True
     return False
 
@@ -123,15 +138,15 @@ def judge(observations: Sequence[Observation], settings: FrameSettings | None = 
     detail = f"{len(rigid)} edges moving with the face ({sides} sides) over {len(sampled)} frames"
     if sides >= s.min_edges:
         return CueResult(NAME, -1.0, "attack", f"frame: {detail}")
-    pair = _enclosing_pair(persistent, s)
+    travel = float(np.ptp(centres, axis=0).max() / np.median(sizes))
+    pair = _enclosing_pair(persistent, s) if travel < s.min_motion else ""  # held still: the moving
+    # case is the rule above (an edge the face does not cross may be the background's)
     if pair:
         return CueResult(NAME, -1.0, "attack", f"frame: two parallel edges enclose the face ({pair}) over "
                                                f"{len(sampled)} frames")
-    if not moved_any:
-        travel = float(np.ptp(centres, axis=0).max() / np.median(sizes))
-        if travel < s.min_motion:
-            return abstain(NAME, f"face did not move ({travel:.2f} box sizes): cannot tell a border from "
-                                 "the background")
+    if not moved_any and travel < s.min_motion:
+        return abstain(NAME, f"face did not move ({travel:.2f} box sizes): cannot tell a border from the "
+                             "background")
     return CueResult(NAME, 0.0 if rigid else 0.1, "abstain", f"no frame: {detail}")
 
 
@@ -142,10 +157,9 @@ def _enclosing_pair(lines: list[Line], s: FrameSettings) -> str:
              and line[2] <= -s.enclosure_span and line[3] >= s.enclosure_span]
     for i, first in enumerate(close):
         for second in close[i + 1:]:
-            d_angle = abs(first[0] - second[0])
-            if (np.degrees(min(d_angle, np.pi - d_angle)) <= s.enclosure_angle
-                    and np.sign(first[1]) != np.sign(second[1])):
-                return f"{first[1]:+.2f} and {second[1]:+.2f} box sizes"
+            degrees, offset = _aligned(first, second)
+            if degrees <= s.enclosure_angle and np.sign(first[1]) != np.sign(offset):
+                return f"{abs(first[1]):.2f} and {abs(offset):.2f} box sizes away, {degrees:.0f}° apart"
     return ""
 
 
@@ -153,7 +167,6 @@ def _distinct_sides(lines: list[Line]) -> int:
     """Edges on different sides of the face: differing in direction by 45°+ or on opposite sides."""
     kept: list[Line] = []
     for line in lines:
-        if all(min(abs(line[0] - k[0]), np.pi - abs(line[0] - k[0])) >= np.pi / 4
-               or np.sign(line[1]) != np.sign(k[1]) for k in kept):
+        if all(_aligned(line, k)[0] >= 45 or np.sign(line[1]) != np.sign(_aligned(line, k)[1]) for k in kept):
             kept.append(line)
     return len(kept)

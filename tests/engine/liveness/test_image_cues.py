@@ -74,19 +74,38 @@ def test_a_bezel_around_a_face_that_does_not_move_is_an_attack() -> None:
     assert off.decision == "abstain", off.reason
 
 
-def test_a_still_face_beside_one_edge_or_between_far_posts_is_not_framed() -> None:
+def shelves(above: tuple[float, float], below: tuple[float, float] | None = None):
+    """Two dark straight edges across the frame, each from (x=0, y) to (x=640, y'), beside a still face whose
+    box is 100 x 120 px with its centre at (250, 170)."""
+    def draw(f: np.ndarray, i: int) -> tuple[float, float, float, float]:
+        for y0, y1 in (above, below) if below else (above,):
+            cv2.line(f, (0, round(y0)), (640, round(y1)), (40, 30, 20), 6, cv2.LINE_AA)
+        return paint_face(f, FACE, 200, 110)
+    return draw
+
+
+def test_a_still_face_beside_one_edge_or_between_far_edges_is_not_framed() -> None:
     def one_side(f: np.ndarray, i: int) -> tuple[float, float, float, float]:
         cv2.rectangle(f, (150, 0), (170, 360), (60, 40, 30), -1)  # a door post close on the left only
         return paint_face(f, FACE, 200, 110)
 
-    def far_posts(f: np.ndarray, i: int) -> tuple[float, float, float, float]:
-        cv2.rectangle(f, (60, 0), (80, 360), (60, 40, 30), -1)  # a doorway wider than the face reach
-        cv2.rectangle(f, (440, 0), (460, 360), (60, 40, 30), -1)
-        return paint_face(f, FACE, 200, 110)
-
-    for draw in (one_side, far_posts):
+    far = shelves((170 - 1.4 * 120,) * 2, (170 + 1.4 * 120,) * 2)  # inside the crop, beyond the 1.3 reach
+    for draw in (one_side, far):
         result = frame.judge(face_frames(36, draw, WALL, seed=3))
         assert result.decision == "abstain", result.reason
+    near = shelves((170 - 1.1 * 120,) * 2, (170 + 1.1 * 120,) * 2)  # the same edges closer: a frame
+    assert frame.judge(face_frames(36, near, WALL, seed=3)).decision == "attack"
+
+
+def test_nearly_horizontal_edges_keep_their_side_across_the_angle_wrap() -> None:
+    """Edges at 3° and 177° are 6° apart with normals pointing opposite ways: two edges both above the face
+    are one side, and a top and a bottom edge tilted opposite ways are two."""
+    tilt = 640 * np.tan(np.radians(3))
+    both_above = shelves((20, 20 + tilt), (95, 95 - tilt))
+    assert frame.judge(face_frames(36, both_above, WALL, seed=3)).decision == "abstain"
+    top_and_bottom = shelves((40, 40 + tilt), (300, 300 - tilt))
+    result = frame.judge(face_frames(36, top_and_bottom, WALL, seed=3))
+    assert result.decision == "attack" and "enclose" in result.reason, result.reason
 
 
 def test_a_screen_grid_is_an_attack_and_a_face_is_not() -> None:
