@@ -105,6 +105,8 @@ def test_liveness_still_frame_off_reaches_the_engine(photo, api_port, door, work
     """The same clip with ``--liveness-still-frame off``: whatever the verdict, not the still-frame rule's."""
     events, _unlocks = run("screen-replay", "on", photo, api_port, door, workdir, logs, spoof_refused,
                            seed=STILL_SCREEN_SEED, still=True, extra=("--liveness-still-frame", "off"))
+    output = logs / "engine-screen-replay-on-liveness-still-frame-off.out"
+    assert "--liveness-still-frame off" in output.read_text()
     for event in events:
         for cue in event.get("cues") or []:
             assert not (cue["name"] == "frame" and "enclose" in cue["reason"]), event

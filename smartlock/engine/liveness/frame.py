@@ -68,6 +68,8 @@ def face_lines(obs: Observation, s: FrameSettings) -> list[Line]:
     x0, y0, scale = obs.crop_origin
     left, top, right, bottom = obs.box
     size = max(right - left, bottom - top) * scale  # box size in crop pixels
+    if not (np.isfinite(size) and size > 0):
+        return []
     cx, cy = ((left + right) / 2 - x0) * scale, ((top + bottom) / 2 - y0) * scale
     median = float(np.median(gray))
     edges = cv2.Canny(gray, max(10.0, 0.5 * median), max(30.0, 1.2 * median))

@@ -97,6 +97,32 @@ def test_a_still_face_beside_one_edge_or_between_far_edges_is_not_framed() -> No
     assert frame.judge(face_frames(36, near, WALL, seed=3)).decision == "attack"
 
 
+def test_edges_around_a_moving_face_that_it_does_not_cross_are_not_a_frame() -> None:
+    """A person walking sideways between shelves above and below: the edges stay put relative to the face, but
+    the face is not held still, and it never crosses them (the background's, as far as the cue can tell)."""
+    def walking(f: np.ndarray, i: int) -> tuple[float, float, float, float]:
+        for y in (170 - 1.1 * 120, 170 + 1.1 * 120):
+            cv2.line(f, (0, round(y)), (640, round(y)), (40, 30, 20), 6, cv2.LINE_AA)
+        return paint_face(f, FACE, 150 + 4 * i, 110)
+
+    result = frame.judge(face_frames(36, walking, WALL, seed=3))
+    assert result.decision == "abstain", result.reason
+
+
+def test_a_card_moving_with_its_top_and_bottom_edges_tilted_opposite_ways_is_framed() -> None:
+    """Edges at 2° and 178° are on two sides of the face (their normals point opposite ways)."""
+    tilt = 640 * np.tan(np.radians(2))
+
+    def card(f: np.ndarray, i: int) -> tuple[float, float, float, float]:
+        y = 40 + 2 * i
+        for y0, y1 in ((y + 5, y + 5 + tilt), (y + 230, y + 230 - tilt)):
+            cv2.line(f, (0, round(y0)), (640, round(y1)), (40, 30, 20), 6, cv2.LINE_AA)
+        return paint_face(f, FACE, 200, y + 60)
+
+    result = frame.judge(face_frames(36, card, WALL, seed=3))
+    assert result.decision == "attack" and "2 sides" in result.reason, result.reason
+
+
 def test_nearly_horizontal_edges_keep_their_side_across_the_angle_wrap() -> None:
     """Edges at 3° and 177° are 6° apart with normals pointing opposite ways: two edges both above the face
     are one side, and a top and a bottom edge tilted opposite ways are two."""
@@ -146,3 +172,15 @@ def test_a_blink_is_live_evidence_and_open_eyes_are_not() -> None:
     staring = face_frames(40, eyes(False), make_texture(1), seed=5)
     assert blink.judge(blinking).decision == "live"
     assert blink.judge(staring).decision == "abstain"
+
+
+def test_a_box_without_a_size_finds_no_edges() -> None:
+    """A degenerate or non-finite box (the gate never gives one; the judge must not throw in the engine)."""
+    import dataclasses
+
+    track = face_frames(36, bezel, WALL, seed=2)
+    for box in ((np.nan,) * 4, (100.0, 100.0, 100.0, 100.0)):
+        broken = [dataclasses.replace(obs, detection=dataclasses.replace(obs.detection, box=box))
+                  for obs in track]
+        assert frame.face_lines(broken[-1], frame.FrameSettings()) == []
+        assert frame.judge(broken).decision == "abstain"
