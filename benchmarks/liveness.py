@@ -10,7 +10,7 @@ first decisive verdict: "live" (accepted), "attack" (refused), or "undecided" un
 APCER (ISO/IEC 30107-3) = attacks accepted as live / attacks presented, per type; BPCER = genuine sequences
 not judged live within the timeout / genuine sequences. Sequences where the detector never found a face are
 counted apart (no track, nothing to judge). Rendering and detection are cached outside the repository
-(first run: ~10 s per person and core).
+(first run: ~17 s per person and core).
 """
 
 from __future__ import annotations
@@ -193,7 +193,9 @@ def main() -> None:
     parser.add_argument("--split", choices=("report", "tune"), default="report")
     parser.add_argument("--people", type=int, default=160,
                         help="people of the split (report: 172, tune: 133)")
-    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--frames", type=int, default=60,
+                        help=f"frames of each clip at {scenes.FPS:g} fps, before the {bench.LEAD:g} s more "
+                             "rendered for faces found late")
     parser.add_argument("--timeout", type=float, default=2.5, help="seconds a track may stay undecided")
     parser.add_argument("--no-video", action="store_true", help="skip pedestrians.mp4 and the spoof stills")
     parser.add_argument("--cues", default=",".join(LivenessSettings().cues),
@@ -207,9 +209,9 @@ def main() -> None:
     judge = LivenessJudge(LivenessSettings(cues=tuple(c for c in args.cues.split(",") if c)))
     people = len(data[scenes.KINDS[0]])
     print(f"liveness bench, split {args.split}: {people} people x {len(scenes.KINDS)} kinds, "
-          f"{args.frames} frames ({args.frames / scenes.FPS:.1f} s) each at 640x360 (walk-ups "
-          f"{bench.APPROACH_LEAD:g} s more: the face is found only as it comes closer), detector "
-          f"{bench.detector_name()}, timeout {args.timeout:.1f} s, cues {', '.join(judge.cue_names)}")
+          f"clips of {args.frames} + {bench.LEAD:g} s of frames (a face may be found late) at 640x360, "
+          f"detector {bench.detector_name()}, each track judged until {args.timeout:.1f} s after its first "
+          f"frame, cues {', '.join(judge.cue_names)}")
     timings: list[float] = []
     evaluate(judge, data, args.timeout, timings)
     if timings:
