@@ -154,7 +154,8 @@ def judge(observations: Sequence[Observation], settings: FrameSettings | None = 
 
 def _enclosing_pair(lines: list[Line], s: FrameSettings) -> str:
     """Two parallel edges on opposite sides of the face, each within ``s.enclosure`` box sizes of its centre
-    and running along the whole face (a screen's or a card's two sides, even held still); '' when none."""
+    and running alongside it at least ``s.enclosure_span`` both ways (a screen's or a card's two sides);
+    '' when there are none."""
     close = [line for line in lines if abs(line[1]) <= s.enclosure
              and line[2] <= -s.enclosure_span and line[3] >= s.enclosure_span]
     for i, first in enumerate(close):
@@ -165,10 +166,15 @@ def _enclosing_pair(lines: list[Line], s: FrameSettings) -> str:
     return ""
 
 
+def _other_side_or_direction(line: Line, other: Line) -> bool:
+    degrees, offset = _aligned(line, other)
+    return degrees >= 45 or np.sign(line[1]) != np.sign(offset)
+
+
 def _distinct_sides(lines: list[Line]) -> int:
     """Edges on different sides of the face: differing in direction by 45°+ or on opposite sides."""
     kept: list[Line] = []
     for line in lines:
-        if all(_aligned(line, k)[0] >= 45 or np.sign(line[1]) != np.sign(_aligned(line, k)[1]) for k in kept):
+        if all(_other_side_or_direction(line, k) for k in kept):
             kept.append(line)
     return len(kept)
