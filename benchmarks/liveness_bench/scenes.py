@@ -280,8 +280,8 @@ def frames(kind: str, photo: Photo, seed: int, n: int = 72,
             texture = _screen_texture(_fill_screen(photo, spec, zoom), rng, spec)
         uv = face3d.texture_map(photo.landmarks)
         replay = list(_head_pose("genuine-turn", rng, n)) if kind == "screen-replay" else []
-        held_still = rng.random() < 0.2
-        held_still = held_still if still is None else still
+        drawn = rng.random() < 0.2  # drawn even when overridden: the rest of the clip stays the same
+        held_still = drawn if still is None else still
         for i, (center, yaw, pitch, roll) in enumerate(_hand_pose(rng, n, held_still, spec["reach"])):
             if replay:
                 texture = _screen_texture(_replay_frame(photo, uv, replay[i], spec, zoom), rng, spec)

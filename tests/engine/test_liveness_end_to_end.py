@@ -40,6 +40,11 @@ def video(workdir: Path, kind: str, photo: scenes.Photo, seed: int = 3, still: b
                               fps=scenes.FPS)
 
 
+def engine_name(kind: str, liveness: str, extra: tuple[str, ...] = ()) -> str:
+    """The run's name: its engine's log folder and its output file under ``logs``."""
+    return "-".join([kind, liveness, *(arg.strip("-") for arg in extra)])
+
+
 def run(kind: str, liveness: str, photo: scenes.Photo, api_port: int, door: Door, workdir: Path, logs: Path,
         until: Callable[[list[dict], list[dict]], object], seed: int = 3, still: bool | None = None,
         extra: tuple[str, ...] = ()) -> tuple[list[dict], list[dict]]:
@@ -47,7 +52,7 @@ def run(kind: str, liveness: str, photo: scenes.Photo, api_port: int, door: Door
     clip = video(workdir, kind, photo, seed, still)
     start_id = door.last_id()
     received, app = system.webhook_receiver()
-    name = "-".join([kind, liveness, *(arg.strip("-") for arg in extra)])
+    name = engine_name(kind, liveness, extra)
     with uvicorn_server(app) as hook, system.camera(clip, logs) as camera_port, system.smartlock_process(
             system.engine_args(camera_port, door, workdir / f"engine-{name}", api_port=api_port,
                                liveness=liveness, extra=["--webhook-url", f"{hook}/events",
@@ -103,9 +108,10 @@ def test_a_screen_on_a_stand_replaying_a_turning_head_is_refused_for_its_frame(p
 
 def test_liveness_still_frame_off_reaches_the_engine(photo, api_port, door, workdir, logs) -> None:
     """The same clip with ``--liveness-still-frame off``: whatever the verdict, not the still-frame rule's."""
+    off = ("--liveness-still-frame", "off")
     events, _unlocks = run("screen-replay", "on", photo, api_port, door, workdir, logs, spoof_refused,
-                           seed=STILL_SCREEN_SEED, still=True, extra=("--liveness-still-frame", "off"))
-    output = logs / "engine-screen-replay-on-liveness-still-frame-off.out"
+                           seed=STILL_SCREEN_SEED, still=True, extra=off)
+    output = logs / f"engine-{engine_name('screen-replay', 'on', off)}.out"
     assert "--liveness-still-frame off" in output.read_text()
     for event in events:
         for cue in event.get("cues") or []:

@@ -125,15 +125,15 @@ def judge(observations: Sequence[Observation], settings: FrameSettings | None = 
     persistent: list[Line] = []
     moved_any = False
     for line in per_frame[-1]:
-        hits = sum(_match(line, lines, s) for lines in per_frame)
-        if hits >= s.persistence * len(per_frame):
+        found_in_most = sum(_match(line, lines, s) for lines in per_frame) >= s.persistence * len(per_frame)
+        if found_in_most:
             persistent.append(line)
         normal = np.array([-np.sin(line[0]), np.cos(line[0])])
         across = centres @ normal
         # how far the face travelled across this edge (a background edge would have changed its offset)
         motion = float((across.max() - across.min()) / np.median(sizes))
         moved_any = moved_any or motion >= s.min_motion
-        if hits >= s.persistence * len(per_frame) and motion >= s.min_motion and not any(
+        if found_in_most and motion >= s.min_motion and not any(
                 _match(line, [kept], s) for kept in rigid):
             rigid.append(line)
     sides = _distinct_sides(rigid)
