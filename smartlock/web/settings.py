@@ -44,7 +44,7 @@ RESTARTS: dict[str, tuple[str, ...]] = {
     "keep_unlocks": ("vision",), "timeline_max_events": ("dashboard",), "camera": ("vision",),
     "mqtt_url": ("door", "vision"), "mqtt_user": ("door", "vision"), "mqtt_password": ("door", "vision"),
     "mqtt_allow_unlock": ("door",), "mqtt_unlock_code": ("door",), "mqtt_images": ("vision",),
-    "door_name": ("door", "vision"), "liveness": ("vision",),
+    "door_name": ("door", "vision"), "liveness": ("vision",), "liveness_still_frame": ("vision",),
 }
 # how the page names the processes of `up` ("vision" holds the camera, the recognition API and the engine)
 PART_LABELS = {"vision": "camera, recognition and engine", "door": "door"}
@@ -55,6 +55,7 @@ LABELS = {
     "mqtt_url": "MQTT broker", "mqtt_user": "MQTT user", "mqtt_password": "MQTT password",
     "mqtt_allow_unlock": "unlock from MQTT", "mqtt_unlock_code": "MQTT unlock code",
     "mqtt_images": "MQTT images", "door_name": "door name", "liveness": "liveness check",
+    "liveness_still_frame": "refuse a face held still between two edges",
 }
 
 
@@ -98,6 +99,9 @@ class SystemSettings(StrictModel):
     mqtt_images: bool = False
     door_name: str = Field("door", max_length=64)
     liveness: bool = Field(True, description="unlock only for faces judged live (refuse photos and screens)")
+    liveness_still_frame: bool = Field(
+        True, description="refuse a face held still between two straight edges (a screen or card on a "
+        "stand); off where the background frames the head of a person standing at the camera")
 
     @field_validator("camera")
     @classmethod

@@ -36,7 +36,8 @@ FLAG_FIELDS = {"--lock-delay": "lock_delay", "--camera": "camera", "--mqtt-url":
                "--mqtt-password-file": "mqtt_password", "--mqtt-unlock-code-file": "mqtt_unlock_code",
                "--mqtt-allow-unlock": "mqtt_allow_unlock", "--mqtt-ca-file": "mqtt_url",
                "--door-name": "door_name", "--threshold": "threshold", "--keep-days": "keep_days",
-               "--keep-unlocks": "keep_unlocks", "--max-confidence": "threshold", "--liveness": "liveness"}
+               "--keep-unlocks": "keep_unlocks", "--max-confidence": "threshold", "--liveness": "liveness",
+               "--liveness-still-frame": "liveness_still_frame"}
 
 
 def command_line_fields(options: UpSettings) -> set[str]:
@@ -64,6 +65,9 @@ def start_settings(saved: SystemSettings, options: UpSettings,
     if "liveness" in given:
         values["liveness"] = options.liveness == "on"
         flags["liveness"] = f"--liveness {options.liveness}"
+    if "liveness_still_frame" in given:
+        values["liveness_still_frame"] = options.liveness_still_frame == "on"
+        flags["liveness_still_frame"] = f"--liveness-still-frame {options.liveness_still_frame}"
     if given & set(MQTT_FLAGS):  # the MQTT settings come from the command line as a whole
         url, user = split_user(options.mqtt_url)
         values.update(mqtt_url=url, mqtt_user=user, mqtt_password_set=options.mqtt_password_file is not None,
@@ -95,6 +99,7 @@ def options_for(base: UpSettings, settings: SystemSettings, files: SecretFiles) 
         mqtt_password_file=files.get("mqtt_password"), mqtt_allow_unlock=settings.mqtt_allow_unlock,
         mqtt_unlock_code_file=files.get("mqtt_unlock_code"), mqtt_images=settings.mqtt_images,
         door_name=settings.door_name, liveness="on" if settings.liveness else "off",
+        liveness_still_frame="on" if settings.liveness_still_frame else "off",
     )
     if settings.mqtt_url is None:
         values.update(mqtt_ca_file=None, mqtt_password_file=None, mqtt_unlock_code_file=None,

@@ -322,6 +322,8 @@ def test_settings_page_applies_a_change_and_says_what_restarted(browser, tmp_pat
         assert "--camera" in page.inner_text("#flags")  # given on the command line: it wins at start
         liveness = context.request.get(f"{base}/api/settings").json()["liveness"]  # the engine's flag
         assert page.locator("input[name=liveness]").is_disabled() == (not liveness)
+        still_frame = page.locator("input[name=liveness_still_frame]")
+        assert still_frame.is_checked() and still_frame.is_disabled() == (not liveness)  # on: the default
         shot(page, "10-settings")
 
         lock_delay.fill("0")  # refused next to the field, nothing restarted

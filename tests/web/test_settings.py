@@ -102,7 +102,7 @@ def test_each_setting_restarts_only_the_parts_it_concerns(rig: Rig, tmp_path: Pa
         {"mqtt_url": "mqtt://127.0.0.1:1883"}, {"mqtt_user": "ha", "mqtt_password": "pw-secret-1"},
         {"mqtt_images": True}, {"mqtt_allow_unlock": True, "mqtt_unlock_code": "123456-code"},
         {"door_name": "front_door"}, {"mqtt_password": "pw-secret-2"},  # the same command lines, a new file
-        {"mqtt_unlock_code": "654321-code"}, {"liveness": False},
+        {"mqtt_unlock_code": "654321-code"}, {"liveness": False}, {"liveness_still_frame": False},
     ]
     for changes in steps:
         change = rig.store.change(changes)
@@ -117,6 +117,7 @@ def test_each_setting_restarts_only_the_parts_it_concerns(rig: Rig, tmp_path: Pa
     assert vision[vision.index("--collect-max-confidence") + 1] == "0.9"
     assert vision[vision.index("--source") + 1] == str(other)
     assert vision[vision.index("--liveness") + 1] == "off"  # the page turned it off: photos open the door
+    assert vision[vision.index("--liveness-still-frame") + 1] == "off"
     # the secrets: in 0600 files named by path, never on a command line, never in the settings
     for name, value in (("mqtt-password", "pw-secret-2"), ("mqtt-unlock-code", "654321-code")):
         path = rig.layout.secrets / name
@@ -214,6 +215,19 @@ def test_saved_settings_come_back_and_command_line_flags_win_at_start(tmp_path: 
     # a change of another setting does not save the flag's value
     again.change({"threshold": 0.8})
     assert json.loads(rig.store.path.read_text())["lock_delay"] == 9
+
+
+def test_the_still_frame_rule_given_at_start_wins_over_the_saved_setting(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.store.change({"liveness_still_frame": False})
+    assert json.loads(rig.store.path.read_text())["liveness_still_frame"] is False
+    options = UpSettings(camera=str(rig.video), liveness_still_frame="on")
+    current, flags, _ = start_settings(rig.store.saved, options, {"camera", "liveness_still_frame"})
+    assert current.liveness_still_frame is True
+    assert flags["liveness_still_frame"] == "--liveness-still-frame on"
+    ports = Ports(door=1001, recognition=1002, camera=1003)
+    vision = Plan(options_for(options, current, {}), rig.layout, ports, None).vision()
+    assert "--liveness-still-frame" not in vision  # on: the engine's default
 
 
 def test_which_flags_count_as_given() -> None:

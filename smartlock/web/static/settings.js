@@ -4,7 +4,7 @@ shell("settings");
 
 // Which inputs each form sends; a secret (password, code) only when something was typed.
 const SECRETS = ["mqtt_password", "mqtt_unlock_code"];
-const PARTS = { door: ["lock_delay"], recognition: ["threshold", "liveness"], camera: ["camera"],
+const PARTS = { door: ["lock_delay"], recognition: ["threshold", "liveness", "liveness_still_frame"], camera: ["camera"],
   retention: ["keep_days", "keep_unlocks", "timeline_max_events"],
   mqtt: ["mqtt_url", "mqtt_user", "mqtt_password", "door_name", "mqtt_images", "mqtt_allow_unlock", "mqtt_unlock_code"] };
 const NUMBERS = new Set(["lock_delay", "threshold", "keep_days", "keep_unlocks", "timeline_max_events"]);
@@ -49,6 +49,7 @@ function show(data) {
   const note = document.getElementById("liveness-note");
   const liveness = input(document.querySelector("form[data-section=recognition]"), "liveness");
   liveness.disabled = !data.liveness;
+  input(document.querySelector("form[data-section=recognition]"), "liveness_still_frame").disabled = !data.liveness;
   note.textContent = data.liveness ? (current("liveness") ? "" : "off: photos and screens open the door") : "coming";
   const flags = Object.entries(data.from_command_line);
   document.getElementById("flags-note").classList.toggle("hidden", flags.length === 0);
