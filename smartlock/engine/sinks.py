@@ -176,43 +176,36 @@ class WebhookSink:
         headers = {"Authorization": f"Bearer {token}"} if token else None
         self._client = httpx.Client(timeout=timeout, transport=transport,  # type: ignore[arg-type]
                                     headers=headers)
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=max_queue)
         self.sent = 0
         self.failed = 0
-        self.dropped = 0
-        self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
-        self._thread.start()
+        self._hook = BackgroundHook(self._post, "webhook", size=max_queue)
+
+    @property
+    def dropped(self) -> int:
+        return self._hook.dropped
 
     def emit(self, event: dict[str, Any]) -> None:
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 100 == 0:
-                logger.warning("Webhook queue full: %d event(s) dropped so far", self.dropped)
+        before = self._hook.dropped
+        self._hook(event)
+        if self.dropped != before and (self.dropped == 1 or self.dropped % 100 == 0):
+            logger.warning("Webhook queue full: %d event(s) dropped so far", self.dropped)
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued (within ``timeout``), then stop the worker."""
-        with contextlib.suppress(queue.Full):
-            self._queue.put(None, timeout=timeout)
-        self._thread.join(timeout)
+        self._hook.close(timeout)
         self._client.close()
 
-    def _run(self) -> None:
+    def _post(self, event: dict[str, Any]) -> None:
         import httpx
 
-        while True:
-            event = self._queue.get()
-            if event is None:
-                return
-            try:
-                response = self._client.post(self.url, json=event)
-                response.raise_for_status()
-                self.sent += 1
-            except httpx.HTTPError as err:
-                self.failed += 1
-                logger.warning("Webhook %s failed for a %r event: %s", redact_url(self.url),
-                               event.get("event"), redact_url(str(err)))
+        try:
+            response = self._client.post(self.url, json=event)
+            response.raise_for_status()
+            self.sent += 1
+        except httpx.HTTPError as err:
+            self.failed += 1
+            logger.warning("Webhook %s failed for a %r event: %s", redact_url(self.url),
+                           event.get("event"), redact_url(str(err)))
 
 
 class BackgroundHook:
