@@ -56,7 +56,8 @@ def run(kind: str, liveness: str, photo: scenes.Photo, api_port: int, door: Door
     with uvicorn_server(app) as hook, system.camera(clip, logs) as camera_port, system.smartlock_process(
             system.engine_args(camera_port, door, workdir / f"engine-{name}", api_port=api_port,
                                liveness=liveness, extra=["--webhook-url", f"{hook}/events",
-                                                         "--liveness-timeout", "3", *extra]),
+                                                         "--liveness-timeout", "3",
+                                                         "--spoof-lockout", "0", *extra]),
             logs / f"engine-{name}.out") as engine:
         try:
             wait_for(lambda: until(received, door.unlocks(start_id)), timeout=90, interval=0.2,
@@ -71,11 +72,19 @@ def spoof_refused(events: list[dict], unlocks: list[dict]) -> bool:
     return any(event["event"] == "refused-spoof" for event in events) or bool(unlocks)
 
 
+def judged_attack(events: list[dict], unlocks: list[dict]) -> bool:
+    return any(e["event"] == "refused-spoof" and e["reason"] == "attack" for e in events) or bool(unlocks)
+
+
 def test_a_rendered_3d_head_of_an_enrolled_person_walking_up_unlocks(photo, api_port, door, workdir,
                                                                        logs) -> None:
-    events, unlocks = run("genuine-approach", "on", photo, api_port, door, workdir, logs, spoof_refused)
+    """The video loops: on a busy machine the engine may analyse too few frames of one approach to decide
+    (refused on timeout, as a real door would); the next approach gets another chance. A real head is
+    never judged an attack."""
+    events, unlocks = run("genuine-approach", "on", photo, api_port, door, workdir, logs, judged_attack)
     assert len(unlocks) == 1, [e for e in events if e["event"] != "recognised"]
-    assert not [e for e in events if e["event"] == "refused-spoof"]
+    refused = [e for e in events if e["event"] == "refused-spoof"]
+    assert all(e["reason"] in ("timeout", "undecided") for e in refused), refused
 
 
 @pytest.mark.parametrize("kind", ["photo-still", "card-plain"])
@@ -97,11 +106,12 @@ STILL_SCREEN_SEED = 16  # a tablet on a stand replaying the head turning; withou
 
 def test_a_screen_on_a_stand_replaying_a_turning_head_is_refused_for_its_frame(photo, api_port, door,
                                                                               workdir, logs) -> None:
-    events, unlocks = run("screen-replay", "on", photo, api_port, door, workdir, logs, spoof_refused,
+    # the first verdict that is not a timeout (a busy machine may analyse too few frames of one pass)
+    events, unlocks = run("screen-replay", "on", photo, api_port, door, workdir, logs, judged_attack,
                           seed=STILL_SCREEN_SEED, still=True)
     assert unlocks == []
-    refused = next(e for e in events if e["event"] == "refused-spoof")
-    assert refused["reason"] == "attack" and "frame" in refused["decided_by"], refused
+    refused = next(e for e in events if e["event"] == "refused-spoof" and e["reason"] == "attack")
+    assert "frame" in refused["decided_by"], refused
     frame_cue = next(cue for cue in refused["cues"] if cue["name"] == "frame")
     assert "enclose" in frame_cue["reason"], frame_cue
 
