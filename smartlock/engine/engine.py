@@ -222,7 +222,8 @@ class Engine:
                 frame: Frame) -> Decision | None:
         if decision is None or self.clock() < self._door_ready_at:
             return None
-        if not self._allowed(decision):
+        liveness = self._allowed(decision)
+        if liveness is None:
             return None
         if self.face_unlock is not None and not self.face_unlock():
             self.stats.unlocks_switched_off += 1
@@ -230,11 +231,12 @@ class Engine:
             logger.info("Face unlock is switched off: %s recognised (confidence %.3f), the door stays shut",
                         decision.label, decision.confidence)
             return None
-        return decision if self._unlock(decision, image, faces, frame) else None
+        return decision if self._unlock(decision, image, faces, frame, liveness) else None
 
-    def _allowed(self, decision: Decision) -> bool:
-        """Whether face unlock is not paused and the decision's track is judged live (when liveness is on);
-        a refusal is reported once per track (attack, timeout) or per second (pause)."""
+    def _allowed(self, decision: Decision) -> dict[str, Any] | None:
+        """None when face unlock is paused or the decision's track is not (yet) judged live, else what the
+        unlock event says of liveness; a refusal is reported once per track (attack, timeout) or per
+        second (pause)."""
         if self.lockout is not None:
             until = self.lockout.paused_until()
             if until is not None:
@@ -242,20 +244,21 @@ class Engine:
                 self._emit_throttled("refused-lockout", decision.label, {
                     "person": decision.label, "confidence": decision.confidence, "track": decision.track,
                     "until": iso_time(until)})
-                return False
+                return None
         if self.liveness is None:
-            return True
+            return {"liveness": "off"}
         track = self.tracker.get(decision.track) if decision.track is not None else None
         if track is None:  # nothing to judge: the door stays shut
-            return False
+            return None
         result = self.liveness.check(track, self.clock(), decision.label, decision.confidence)
         if result.outcome == "live":
             decided_by = ", ".join(result.details.get("decided_by", []))
             logger.info("Track %d judged live by %s", track.id, decided_by)
-            return True
+            return {"liveness": "live", "decided_by": result.details.get("decided_by", []),
+                    "liveness_wait": round(result.waited, 3)}
         if result.outcome in ("wait", "refused"):
             self.stats.liveness_waits += result.outcome == "wait"
-            return False
+            return None
         self.stats.refused_spoof += 1
         # an undecided track counts too: else a picture the cues cannot judge could be retried for ever
         paused = self.lockout.record_attack() if self.lockout is not None else None
@@ -272,7 +275,7 @@ class Engine:
         if paused is not None:
             self.events.emit({"event": "lockout", "time": current_timestamp(), "until": iso_time(paused),
                               "attacks": self.lockout.limit if self.lockout is not None else None})
-        return False
+        return None
 
     def _report_undecided(self, left: list[tuple[Track, Pending]]) -> None:
         """Tracks recognised as someone that left before liveness could judge them: the door stayed shut;
@@ -332,7 +335,8 @@ class Engine:
                                                   self.policy.threshold))
         return result
 
-    def _unlock(self, decision: Decision, image: np.ndarray, faces: list[Face], frame: Frame) -> bool:
+    def _unlock(self, decision: Decision, image: np.ndarray, faces: list[Face], frame: Frame,
+                liveness: dict[str, Any] | None = None) -> bool:
         try:
             self.door(decision)
         except Exception as err:  # door unreachable or refused: stays locked; retry after a pause
@@ -362,6 +366,7 @@ class Engine:
             "frames": decision.frames,
             "track": decision.track,
             "captured": frame.captured,
+            **(liveness or {}),  # "off", or "live" with the cues and the seconds the decision waited for it
             **({"frame_dir": folder.name} if folder is not None else {}),  # under <log-path>/unlock-frames/
         })
         return True

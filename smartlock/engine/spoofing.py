@@ -46,6 +46,7 @@ class Judges(Protocol):
 class CheckResult:
     outcome: Outcome
     verdict: Any = None  # the judge's Verdict (state, cues, decided_by), when it judged
+    waited: float = 0.0  # "live": seconds the decision was held for it (0: live by the first decision)
 
     @property
     def details(self) -> dict[str, Any]:
@@ -122,8 +123,8 @@ class LivenessCheck:
         track.verdict = verdict
         state = getattr(verdict, "state", "undecided")
         if state == "live":
-            self._pending.pop(track.id, None)
-            return CheckResult("live", verdict)
+            pending = self._pending.pop(track.id, None)
+            return CheckResult("live", verdict, now - pending.since if pending is not None else 0.0)
         if state == "attack":
             self._pending.pop(track.id, None)
             self._refused.add(track.id)

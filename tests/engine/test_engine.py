@@ -76,6 +76,7 @@ def test_enrolled_person_unlocks_once_after_k_frames_and_the_frame_is_logged(tmp
     assert sink.kinds().count("unlocked") == 1
     unlocked = next(e for e in sink.events if e["event"] == "unlocked")
     assert unlocked["person"] == "alice" and unlocked["frame_dir"] == folder.name
+    assert unlocked["liveness"] == "off"  # no liveness check: the seed's rule, and the event says so
 
 
 def test_k1_unlocks_on_the_first_frame_like_the_seed(tmp_path) -> None:

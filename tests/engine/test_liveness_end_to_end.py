@@ -85,6 +85,8 @@ def test_a_rendered_3d_head_of_an_enrolled_person_walking_up_unlocks(photo, api_
     assert len(unlocks) == 1, [e for e in events if e["event"] != "recognised"]
     refused = [e for e in events if e["event"] == "refused-spoof"]
     assert all(e["reason"] in ("timeout", "undecided") for e in refused), refused
+    (unlocked,) = [e for e in events if e["event"] == "unlocked"]  # what the Calibration page counts
+    assert unlocked["liveness"] == "live" and unlocked["decided_by"] and unlocked["liveness_wait"] >= 0
 
 
 @pytest.mark.parametrize("kind", ["photo-still", "card-plain"])

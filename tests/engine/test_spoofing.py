@@ -60,9 +60,19 @@ def run(eng: Engine, clock: ManualClock, frames: int) -> None:
 
 def test_a_live_track_unlocks(tmp_path: Path) -> None:
     judge = ScriptedJudge("undecided", "undecided", "undecided", "undecided", "live")
-    eng, door, _, clock = engine(tmp_path, judge)
+    eng, door, sink, clock = engine(tmp_path, judge)
     run(eng, clock, 20)
     assert door.opened == [("alice", 0.95)] and eng.stats.liveness_waits >= 1
+    (unlocked,) = [e for e in sink.events if e["event"] == "unlocked"]
+    # the decision was held for liveness from its first frame to the verdict: the event says how long
+    assert unlocked["liveness"] == "live" and unlocked["liveness_wait"] >= 0.04
+
+
+def test_a_track_live_by_its_first_decision_waited_for_nothing(tmp_path: Path) -> None:
+    eng, door, sink, clock = engine(tmp_path, ScriptedJudge("live"))
+    run(eng, clock, 20)
+    (unlocked,) = [e for e in sink.events if e["event"] == "unlocked"]
+    assert door.opened == [("alice", 0.95)] and unlocked["liveness_wait"] == 0.0
 
 
 def test_the_first_decisive_verdict_is_kept() -> None:

@@ -295,3 +295,42 @@ def test_system_status_lists_the_parts(system: System) -> None:
     answer = system.client().get("/api/system").json()
     assert answer["children"][0]["name"] == "camera"
     assert answer["settings"] == {"threshold": 0.8}
+
+
+def test_liveness_at_the_door_counts_the_timelines_unlocks_and_refusals(system: System) -> None:
+    hook = system.client(signed_in=False)
+    hook.headers["Authorization"] = f"Bearer {WEBHOOK_TOKEN}"
+    now = time.time()
+    events = [  # as the engine posts them
+        {"event": "unlocked", "time": now - 300, "person": "ada", "confidence": 0.93, "liveness": "live",
+         "decided_by": ["depth106"], "liveness_wait": 0.5},
+        {"event": "unlocked", "time": now - 240, "person": "ada", "confidence": 0.91, "liveness": "live",
+         "decided_by": ["depth106"], "liveness_wait": 0.0},
+        {"event": "unlocked", "time": now - 200, "person": "bob", "confidence": 0.9, "liveness": "live",
+         "decided_by": ["depth106", "blink"], "liveness_wait": 1.25},
+        {"event": "unlocked", "time": now - 150, "person": "bob", "confidence": 0.9, "liveness": "off"},
+        {"event": "unlocked", "time": now - 120, "person": "bob", "confidence": 0.9},  # an older engine
+        {"event": "refused-spoof", "time": now - 100, "person": "bob", "confidence": 0.95, "track": 4,
+         "reason": "attack", "liveness": "attack", "decided_by": ["frame"], "cues": []},
+        {"event": "refused-spoof", "time": now - 95, "person": "bob", "confidence": 0.95, "track": 5,
+         "reason": "attack", "liveness": "attack", "decided_by": ["frame", "motion"], "cues": []},
+        {"event": "refused-spoof", "time": now - 60, "person": "ada", "confidence": 0.9, "track": 6,
+         "reason": "timeout", "liveness": "undecided", "decided_by": [], "cues": []},
+        {"event": "refused-spoof", "time": now - 10, "person": "cy", "confidence": 0.9, "track": 7,
+         "reason": "undecided", "liveness": "undecided", "decided_by": [], "cues": []},
+        {"event": "unlocked", "time": now - 40 * 86400, "person": "ada", "liveness": "live",
+         "liveness_wait": 9.0},  # outside the 30 days asked for
+    ]
+    for event in events:
+        assert hook.post("/hooks/engine", json=event).json()["recorded"] is True
+    assert hook.get("/api/calibration/liveness").status_code == 401
+    door = system.client().get("/api/calibration/liveness?days=30").json()
+    assert door["unlocks"] == {"live": 3, "off": 1, "unknown": 1}
+    assert door["wait"]["count"] == 3 and door["wait"]["median"] == 0.5
+    # bob's second attack 5 s after the first is merged into its row (the timeline's count)
+    assert door["refused"] == {"attack": 2, "timeout": 1, "undecided": 1}
+    assert door["cues"] == {"frame": 2}
+    assert door["people"] == [{"person": "bob", "refused": 2, "live": 1},
+                              {"person": "ada", "refused": 1, "live": 2},
+                              {"person": "cy", "refused": 1, "live": 0}]
+    assert system.client().get("/api/calibration/liveness?days=0").status_code in (400, 422)

@@ -231,6 +231,9 @@ def test_enroll_unlock_remove_in_the_browser(browser, up, faces_dir: Path) -> No
         page.wait_for_selector("#collected p, #collected .pick", timeout=15_000)
         page.click("nav >> text=Calibration")
         expect(page.locator("#people")).to_have_text("2", timeout=30_000)
+        # liveness at this door, from the timeline: the engine's unlock said liveness was off (this `up`)
+        expect(page.locator("#door-liveness")).to_contain_text("face unlocks with liveness off: ")
+        assert page.inner_text("#door-liveness").startswith("Face unlocks judged live: 0;")
         page.wait_for_timeout(500)
         shot(page, "06-calibration")
 

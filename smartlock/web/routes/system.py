@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Query
 
 from smartlock import __version__
 from smartlock.recognition.calibration import estimate_false_accept
+from smartlock.web import door_liveness
 from smartlock.web.dashboard import DashboardDep
 
 router = APIRouter(prefix="/api")
@@ -26,3 +28,10 @@ def calibration(d: DashboardDep, threshold: float | None = Query(None, gt=0, lt=
     current = d.settings.current.threshold
     chosen = threshold if threshold is not None else current
     return {"calibration": data, "threshold": current, "estimate": estimate_false_accept(data, chosen)}
+
+
+@router.get("/calibration/liveness")
+def liveness_at_the_door(d: DashboardDep, days: float = Query(30, gt=0, le=3650)) -> dict[str, Any]:
+    """Liveness measured at this door over the timeline's last ``days`` (``smartlock.web.door_liveness``)."""
+    since = time.time() - days * 86400
+    return {"days": days, "since": since, **door_liveness.summary(d.events.between(since=since))}

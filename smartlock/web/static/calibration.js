@@ -1,4 +1,4 @@
-import { api, pct, toast, shell } from "/static/common.js";
+import { api, el, pct, toast, shell } from "/static/common.js";
 
 shell("calibration");
 
@@ -125,3 +125,22 @@ api("/api/settings").then((data) => {
   const on = data.settings && data.settings.liveness !== false;
   document.getElementById("liveness-state").textContent = on ? "on" : "OFF: photos and screens of enrolled people open the door";
 }).catch(() => { document.getElementById("liveness-state").textContent = ""; });
+
+// -- liveness at this door: the timeline's unlocks judged live and the refusals ------------------------------
+function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
+
+api("/api/calibration/liveness?days=30").then((door) => {
+  const live = door.unlocks.live, refused = door.refused;
+  const parts = [`Face unlocks judged live: ${live}`];
+  if (door.wait.median !== null) {
+    parts[0] += ` (the decision waited a median ${door.wait.median.toFixed(2)} s for liveness` +
+      (door.wait.p90 !== null ? `, 90% within ${door.wait.p90.toFixed(2)} s)` : ")");
+  }
+  const cues = Object.entries(door.cues).map(([cue, n]) => `${cue} ${n}`).join(", ");
+  parts.push(`refused by liveness: ${plural(refused.attack, "attack")} caught${cues ? ` (${cues})` : ""}, ` +
+    `${refused.timeout} still undecided at the timeout, ${refused.undecided} left before they were judged`);
+  if (door.unlocks.off) parts.push(`face unlocks with liveness off: ${door.unlocks.off}`);
+  document.getElementById("door-liveness").textContent = `${parts.join("; ")}.`;
+  document.getElementById("door-liveness-people").replaceChildren(...door.people.map((row) =>
+    el("li", { text: `${row.person}: ${plural(row.refused, "refusal")}, ${plural(row.live, "live unlock")}` })));
+}).catch((err) => { document.getElementById("door-liveness").textContent = `Cannot load: ${err.message}`; });
