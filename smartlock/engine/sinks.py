@@ -206,6 +206,10 @@ class WebhookSink:
             self.failed += 1
             logger.warning("Webhook %s failed for a %r event: %s", redact_url(self.url),
                            event.get("event"), redact_url(str(err)))
+        except Exception as err:  # e.g. a value JSON cannot carry: this event is lost, not the later ones
+            self.failed += 1
+            logger.warning("Webhook %s: a %r event could not be sent: %s: %s", redact_url(self.url),
+                           event.get("event"), type(err).__name__, redact_url(str(err)))
 
 
 class BackgroundHook:

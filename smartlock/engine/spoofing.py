@@ -46,7 +46,7 @@ class Judges(Protocol):
 class CheckResult:
     outcome: Outcome
     verdict: Any = None  # the judge's Verdict (state, cues, decided_by), when it judged
-    waited: float = 0.0  # "live": seconds the decision was held for it (0: live by the first decision)
+    waited: float = 0.0  # "live": seconds since the track's decision was first checked (0: live by then)
 
     @property
     def details(self) -> dict[str, Any]:
@@ -82,6 +82,7 @@ class LivenessCheck:
         self._refused: set[int] = set()
         # a track's first decisive verdict (live or attack), kept with the start of the run it judged
         self._decided: dict[int, tuple[Any, float]] = {}
+        self._first_check: dict[int, float] = {}  # when each track's decision was first checked
 
     def observe(self, track: Track) -> None:
         """Judge a track on a frame of its own (the engine asks for every frame of a recognised track): the
@@ -117,14 +118,15 @@ class LivenessCheck:
     def check(self, track: Track, now: float, label: str = "", confidence: float = 0.0) -> CheckResult:
         if track.id in self._refused:
             return CheckResult("refused", track.verdict)
+        first = self._first_check.setdefault(track.id, now)
         verdict = self._kept(track)
         if verdict is None:
             verdict = self.judge.judge(self.subject(track))
         track.verdict = verdict
         state = getattr(verdict, "state", "undecided")
-        if state == "live":
-            pending = self._pending.pop(track.id, None)
-            return CheckResult("live", verdict, now - pending.since if pending is not None else 0.0)
+        if state == "live":  # asked again after a door failure: still the wait since the first check
+            self._pending.pop(track.id, None)
+            return CheckResult("live", verdict, now - first)
         if state == "attack":
             self._pending.pop(track.id, None)
             self._refused.add(track.id)
@@ -162,6 +164,7 @@ class LivenessCheck:
                 left.append((track, pending))
             self._refused.discard(track.id)
             self._decided.pop(track.id, None)
+            self._first_check.pop(track.id, None)
         return left
 
 

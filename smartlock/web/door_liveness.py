@@ -14,8 +14,10 @@ from typing import Any
 
 from smartlock.web.events import Event
 
-REASONS = ("attack", "timeout", "undecided")  # the engine's refused-spoof reasons
+REASONS = ("attack", "timeout", "undecided")  # the engine's refused-spoof reasons ("other": any else)
+KINDS = ("unlock", "spoof")  # the timeline rows read
 MAX_PEOPLE = 10  # the people listed, most refused first
+MAX_ROWS = 100_000  # the newest rows read; ``oldest`` says how far back they reach
 
 
 def _wait(event: Event) -> float | None:
@@ -27,15 +29,17 @@ def _wait(event: Event) -> float | None:
 
 def summary(events: Iterable[Event]) -> dict[str, Any]:
     """Face unlocks by how liveness judged them ("live", "off", "unknown" for events from before the
-    engine said), the live ones' waits, refusals by reason and by the cues that caught them, and the
-    people with refusals (each with their live unlocks beside)."""
+    engine said), the live ones' waits, refusals by reason and by the cues that caught them, the people
+    with refusals (each with their live unlocks beside), and the oldest row's time."""
     unlocks: Counter[str] = Counter()
     refused: Counter[str] = Counter()
     cues: Counter[str] = Counter()
     live_by: Counter[str] = Counter()
     refused_by: Counter[str] = Counter()
     waits: list[float] = []
+    oldest: float | None = None
     for event in events:
+        oldest = event.time if oldest is None else min(oldest, event.time)
         if event.kind == "unlock":
             state = event.details.get("liveness")
             state = state if state in ("live", "off") else "unknown"
@@ -47,7 +51,7 @@ def summary(events: Iterable[Event]) -> dict[str, Any]:
                     waits.append(wait)
         elif event.kind == "spoof":
             reason = event.details.get("reason")
-            refused[reason if reason in REASONS else "undecided"] += event.count
+            refused[reason if reason in REASONS else "other"] += event.count
             refused_by[event.person or "?"] += event.count
             named = event.details.get("cues")
             if reason == "attack" and isinstance(named, str):
@@ -59,8 +63,10 @@ def summary(events: Iterable[Event]) -> dict[str, Any]:
         "unlocks": {state: unlocks.get(state, 0) for state in ("live", "off", "unknown")},
         "wait": {"count": len(waits),
                  "median": round(statistics.median(waits), 3) if waits else None,
-                 "p90": round(statistics.quantiles(waits, n=10)[-1], 3) if len(waits) >= 2 else None},
-        "refused": {reason: refused.get(reason, 0) for reason in REASONS},
+                 "p90": round(statistics.quantiles(waits, n=10, method="inclusive")[-1], 3)
+                 if len(waits) >= 2 else None},
+        "refused": {reason: refused.get(reason, 0) for reason in (*REASONS, "other")},
         "cues": dict(cues.most_common()),
         "people": people[:MAX_PEOPLE],
+        "oldest": oldest,  # the time of the oldest row counted (None: none)
     }

@@ -27,6 +27,9 @@ from smartlock.fileio import atomic_write
 
 KINDS = ("unlock", "stranger", "sighting", "lock", "spoof", "lockout")
 MERGED_KINDS = ("stranger", "sighting", "spoof")
+# details that must be equal too for a row to take in another event (a refusal's reason and the cues that
+# caught it: a timeout must not hide the attacks that follow it)
+MERGE_DETAILS = {"spoof": ("reason", "cues")}
 VISIT_GAP = 300.0  # s: an unlock this soon after the person's previous one at that door: the same visit
 MAX_VISIT = 500  # unlocks in one visit row (a longer loop starts a new row)
 MAX_EXPORT = 100_000  # rows in one export
@@ -165,10 +168,12 @@ class EventStore:
             if kind in MERGED_KINDS:
                 # only into the newest row: a sighting after an unlock starts a row of its own
                 row = self._db.execute(
-                    "SELECT id, confidence, kind, person, last_time FROM events ORDER BY id DESC LIMIT 1"
+                    "SELECT id, confidence, kind, person, last_time, details FROM events "
+                    "ORDER BY id DESC LIMIT 1"
                 ).fetchone()
                 if row is not None and (row[2], row[3]) == (kind, person) and \
-                        row[4] >= when - self.coalesce_seconds:
+                        row[4] >= when - self.coalesce_seconds and \
+                        _same_details(row[5], details or {}, MERGE_DETAILS.get(kind, ())):
                     values = [c for c in (row[1], confidence) if c is not None]
                     best = max(values) if values else None
                     self._db.execute(
@@ -282,6 +287,18 @@ class EventStore:
             ).fetchall()
         return [_event(row) for row in rows]
 
+    def newest_of(self, kinds: tuple[str, ...], since: float,
+                  limit: int = MAX_EXPORT) -> builtins.list[Event]:
+        """The newest ``limit`` events of ``kinds`` that started at ``since`` or later, newest first."""
+        marks = ", ".join("?" for _ in kinds)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE kind IN ({marks}) AND time >= ? "
+                "ORDER BY time DESC, id DESC LIMIT ?",
+                (*kinds, since, limit),
+            ).fetchall()
+        return [_event(row) for row in rows]
+
     def people(self) -> builtins.list[str]:
         with self._lock:
             rows = self._db.execute(
@@ -319,6 +336,16 @@ class EventStore:
 
 
 _COLUMNS = "id, time, last_time, kind, person, confidence, count, thumb, details"
+
+
+def _same_details(saved: str, details: dict, keys: tuple[str, ...]) -> bool:
+    if not keys:
+        return True
+    try:
+        previous = json.loads(saved)
+    except ValueError:
+        return False
+    return isinstance(previous, dict) and all(previous.get(key) == details.get(key) for key in keys)
 
 
 def _event(row: tuple) -> Event:

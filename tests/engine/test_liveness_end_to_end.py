@@ -73,18 +73,21 @@ def spoof_refused(events: list[dict], unlocks: list[dict]) -> bool:
 
 
 def judged_attack(events: list[dict], unlocks: list[dict]) -> bool:
-    return any(e["event"] == "refused-spoof" and e["reason"] == "attack" for e in events) or bool(unlocks)
+    """An attack verdict, or an unlock and its event (posted after the relay moved)."""
+    return any(e["event"] == "refused-spoof" and e["reason"] == "attack" for e in events) or (
+        bool(unlocks) and any(e["event"] == "unlocked" for e in events))
 
 
 def test_a_rendered_3d_head_of_an_enrolled_person_walking_up_unlocks(photo, api_port, door, workdir,
                                                                        logs) -> None:
     """The video loops: on a busy machine the engine may analyse too few frames of one approach to decide
-    (refused on timeout, as a real door would); the next approach gets another chance. A real head is
-    never judged an attack."""
+    (refused on timeout, as a real door would); the next approach gets another chance, two at most. A real
+    head is never judged an attack."""
     events, unlocks = run("genuine-approach", "on", photo, api_port, door, workdir, logs, judged_attack)
     assert len(unlocks) == 1, [e for e in events if e["event"] != "recognised"]
     refused = [e for e in events if e["event"] == "refused-spoof"]
     assert all(e["reason"] in ("timeout", "undecided") for e in refused), refused
+    assert len(refused) <= 2, refused
     (unlocked,) = [e for e in events if e["event"] == "unlocked"]  # what the Calibration page counts
     assert unlocked["liveness"] == "live" and unlocked["decided_by"] and unlocked["liveness_wait"] >= 0
 

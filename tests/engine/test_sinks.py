@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 from fastapi import FastAPI, Request
 
 from smartlock.engine.files import current_timestamp, unique_path
@@ -68,6 +69,40 @@ def test_webhook_posts_json_events_to_a_real_server() -> None:
         sink.close()
     assert received == [{"event": "unlocked", "person": "alice"}, {"event": "refused-unknown"}]
     assert sink.sent == 2
+
+
+def test_an_event_json_cannot_carry_is_lost_alone(caplog: pytest.LogCaptureFixture) -> None:
+    received: list[dict] = []
+
+    def accept(request: httpx.Request) -> httpx.Response:
+        received.append(json.loads(request.content))
+        return httpx.Response(200)
+
+    sink = WebhookSink("http://hook.invalid/", transport=httpx.MockTransport(accept))
+    sink.emit({"event": "unlocked", "when": object()})  # not JSON
+    sink.emit({"event": "recognised"})
+    sink.close()
+    assert received == [{"event": "recognised"}] and (sink.sent, sink.failed) == (1, 1)
+    assert any("could not be sent" in message for message in caplog.messages)
+
+
+def test_a_full_webhook_queue_is_logged_once_then_every_hundred(caplog: pytest.LogCaptureFixture) -> None:
+    release = threading.Event()
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        release.wait(10)
+        return httpx.Response(200)
+
+    sink = WebhookSink("http://hook.invalid/", max_queue=1, transport=httpx.MockTransport(slow))
+    sink.emit({"event": "recognised"})
+    wait_for(lambda: sink._hook._queue.empty(), what="the worker to take the first event")
+    for _ in range(201):  # one fills the queue, 200 are dropped
+        sink.emit({"event": "recognised"})
+    release.set()
+    sink.close()
+    assert sink.dropped == 200
+    full = [message for message in caplog.messages if "queue full" in message]
+    assert full == [f"Webhook queue full: {n} event(s) dropped so far" for n in (1, 100, 200)]
 
 
 def test_a_hanging_webhook_never_blocks_emit() -> None:

@@ -42,8 +42,8 @@ class ScriptedJudge:
 
 
 def engine(tmp_path: Path, judge: object, lockout: SpoofLockout | None = None,
-           timeout: float = 3.0) -> tuple[Engine, FakeDoor, ListSink, ManualClock]:
-    clock, door, sink = ManualClock(), FakeDoor(), ListSink()
+           timeout: float = 3.0, door_fails: int = 0) -> tuple[Engine, FakeDoor, ListSink, ManualClock]:
+    clock, door, sink = ManualClock(), FakeDoor(fail=door_fails), ListSink()
     gate = Gate(lambda image: [Detection(box=BOX, score=0.9)], min_face=20, min_sharpness=0)
     return Engine(EndlessFrames(clock), ScriptedRecognizer([api_face("alice", 0.95, MIRRORED)]), door,
                   UnlockPolicy(0.8, 2, 1.5), gate=gate, events=sink, clock=clock,
@@ -66,6 +66,16 @@ def test_a_live_track_unlocks(tmp_path: Path) -> None:
     (unlocked,) = [e for e in sink.events if e["event"] == "unlocked"]
     # the decision was held for liveness from its first frame to the verdict: the event says how long
     assert unlocked["liveness"] == "live" and unlocked["liveness_wait"] >= 0.04
+
+
+def test_the_wait_counts_from_the_first_decision_across_a_door_failure(tmp_path: Path) -> None:
+    """Live by the first decision, the door fails, the decision comes again: the unlock event's wait is
+    from the first check (the decision was held that long), not 0."""
+    eng, door, sink, clock = engine(tmp_path, ScriptedJudge("live"), door_fails=1)
+    run(eng, clock, 200)
+    unlocked = next(e for e in sink.events if e["event"] == "unlocked")
+    assert door.calls[:2] == [("alice", 0.95)] * 2 and door.opened[0] == ("alice", 0.95)
+    assert unlocked["liveness_wait"] >= eng.settings.door_retry
 
 
 def test_a_track_live_by_its_first_decision_waited_for_nothing(tmp_path: Path) -> None:

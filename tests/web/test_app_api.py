@@ -301,6 +301,12 @@ def test_liveness_at_the_door_counts_the_timelines_unlocks_and_refusals(system: 
     hook = system.client(signed_in=False)
     hook.headers["Authorization"] = f"Bearer {WEBHOOK_TOKEN}"
     now = time.time()
+
+    def spoof(when: float, person: str, reason: str, *cues: str) -> dict:
+        return {"event": "refused-spoof", "time": now - when, "person": person, "confidence": 0.9,
+                "reason": reason, "liveness": "attack" if reason == "attack" else "undecided",
+                "decided_by": list(cues), "cues": []}
+
     events = [  # as the engine posts them
         {"event": "unlocked", "time": now - 300, "person": "ada", "confidence": 0.93, "liveness": "live",
          "decided_by": ["depth106"], "liveness_wait": 0.5},
@@ -308,16 +314,16 @@ def test_liveness_at_the_door_counts_the_timelines_unlocks_and_refusals(system: 
          "decided_by": ["depth106"], "liveness_wait": 0.0},
         {"event": "unlocked", "time": now - 200, "person": "bob", "confidence": 0.9, "liveness": "live",
          "decided_by": ["depth106", "blink"], "liveness_wait": 1.25},
+        {"event": "unlocked", "time": now - 190, "person": "bob", "liveness": "live", "liveness_wait": "NaN"},
+        {"event": "unlocked", "time": now - 180, "person": "bob", "liveness": "live", "liveness_wait": True},
+        {"event": "unlocked", "time": now - 170, "person": "bob", "liveness": "live", "liveness_wait": 1e9},
         {"event": "unlocked", "time": now - 150, "person": "bob", "confidence": 0.9, "liveness": "off"},
         {"event": "unlocked", "time": now - 120, "person": "bob", "confidence": 0.9},  # an older engine
-        {"event": "refused-spoof", "time": now - 100, "person": "bob", "confidence": 0.95, "track": 4,
-         "reason": "attack", "liveness": "attack", "decided_by": ["frame"], "cues": []},
-        {"event": "refused-spoof", "time": now - 95, "person": "bob", "confidence": 0.95, "track": 5,
-         "reason": "attack", "liveness": "attack", "decided_by": ["frame", "motion"], "cues": []},
-        {"event": "refused-spoof", "time": now - 60, "person": "ada", "confidence": 0.9, "track": 6,
-         "reason": "timeout", "liveness": "undecided", "decided_by": [], "cues": []},
-        {"event": "refused-spoof", "time": now - 10, "person": "cy", "confidence": 0.9, "track": 7,
-         "reason": "undecided", "liveness": "undecided", "decided_by": [], "cues": []},
+        # a timeout, then two attacks seconds later: three rows, none hides the others
+        spoof(100, "bob", "timeout", "depth"), spoof(97, "bob", "attack", "frame"),
+        spoof(95, "bob", "attack", "frame"), spoof(93, "bob", "attack", "frame", "motion"),
+        spoof(60, "ada", "timeout"), spoof(10, "cy", "undecided"), spoof(5, "cy", "something new"),
+        *(spoof(50 - i, f"p{i:02d}", "undecided") for i in range(10)),
         {"event": "unlocked", "time": now - 40 * 86400, "person": "ada", "liveness": "live",
          "liveness_wait": 9.0},  # outside the 30 days asked for
     ]
@@ -325,12 +331,25 @@ def test_liveness_at_the_door_counts_the_timelines_unlocks_and_refusals(system: 
         assert hook.post("/hooks/engine", json=event).json()["recorded"] is True
     assert hook.get("/api/calibration/liveness").status_code == 401
     door = system.client().get("/api/calibration/liveness?days=30").json()
-    assert door["unlocks"] == {"live": 3, "off": 1, "unknown": 1}
-    assert door["wait"]["count"] == 3 and door["wait"]["median"] == 0.5
-    # bob's second attack 5 s after the first is merged into its row (the timeline's count)
-    assert door["refused"] == {"attack": 2, "timeout": 1, "undecided": 1}
-    assert door["cues"] == {"frame": 2}
-    assert door["people"] == [{"person": "bob", "refused": 2, "live": 1},
-                              {"person": "ada", "refused": 1, "live": 2},
-                              {"person": "cy", "refused": 1, "live": 0}]
+    assert door["unlocks"] == {"live": 6, "off": 1, "unknown": 1} and door["complete"] is True
+    # the waits that are numbers of seconds (not NaN, true, or 30 years); p90 within the values seen
+    assert door["wait"] == {"count": 3, "median": 0.5, "p90": 1.1}
+    assert door["refused"] == {"attack": 3, "timeout": 2, "undecided": 11, "other": 1}
+    assert door["cues"] == {"frame": 3, "motion": 1}  # the timeout's "depth" is no attack's cue
+    assert door["people"][:3] == [{"person": "bob", "refused": 4, "live": 4},
+                                  {"person": "cy", "refused": 2, "live": 0},
+                                  {"person": "ada", "refused": 1, "live": 2}]
+    assert len(door["people"]) == 10  # the most refused, not all 13
+    assert abs(door["oldest"] - (now - 300)) < 1
     assert system.client().get("/api/calibration/liveness?days=0").status_code in (400, 422)
+
+
+def test_a_wait_that_is_not_a_number_of_seconds_is_not_counted() -> None:
+    from smartlock.web.door_liveness import summary
+    from smartlock.web.events import Event
+
+    def unlock(wait: object) -> Event:
+        return Event(1, 0.0, 0.0, "unlock", "ada", 0.9, 1, False, {"liveness": "live", "liveness_wait": wait})
+
+    assert summary([unlock(v) for v in (float("nan"), float("inf"), -1.0, None, "1", 2.0)])["wait"] == {
+        "count": 1, "median": 2.0, "p90": None}

@@ -34,4 +34,6 @@ def calibration(d: DashboardDep, threshold: float | None = Query(None, gt=0, lt=
 def liveness_at_the_door(d: DashboardDep, days: float = Query(30, gt=0, le=3650)) -> dict[str, Any]:
     """Liveness measured at this door over the timeline's last ``days`` (``smartlock.web.door_liveness``)."""
     since = time.time() - days * 86400
-    return {"days": days, "since": since, **door_liveness.summary(d.events.between(since=since))}
+    rows = d.events.newest_of(door_liveness.KINDS, since, door_liveness.MAX_ROWS)
+    return {"days": days, "since": since, "complete": len(rows) < door_liveness.MAX_ROWS,
+            **door_liveness.summary(rows)}

@@ -139,8 +139,14 @@ api("/api/calibration/liveness?days=30").then((door) => {
   const cues = Object.entries(door.cues).map(([cue, n]) => `${cue} ${n}`).join(", ");
   parts.push(`refused by liveness: ${plural(refused.attack, "attack")} caught${cues ? ` (${cues})` : ""}, ` +
     `${refused.timeout} still undecided at the timeout, ${refused.undecided} left before they were judged`);
+  if (refused.other) parts.push(`${refused.other} refused for another reason`);
   if (door.unlocks.off) parts.push(`face unlocks with liveness off: ${door.unlocks.off}`);
-  document.getElementById("door-liveness").textContent = `${parts.join("; ")}.`;
+  if (door.unlocks.unknown) parts.push(`face unlocks from an engine that did not say: ${door.unlocks.unknown}`);
+  let text = `${parts.join("; ")}.`;
+  if (door.oldest !== null && (door.oldest > door.since + 86400 || !door.complete)) {
+    text += ` The timeline's rows counted reach back to ${new Date(door.oldest * 1000).toLocaleString()} only.`;
+  }
+  document.getElementById("door-liveness").textContent = text;
   document.getElementById("door-liveness-people").replaceChildren(...door.people.map((row) =>
     el("li", { text: `${row.person}: ${plural(row.refused, "refusal")}, ${plural(row.live, "live unlock")}` })));
 }).catch((err) => { document.getElementById("door-liveness").textContent = `Cannot load: ${err.message}`; });
