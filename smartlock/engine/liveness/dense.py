@@ -42,7 +42,7 @@ class DenseSettings:
     anchors: int = 8  # frames spread over the window compared pairwise
     gap: float = 0.4  # seconds between the frames of a "far apart" pair, at least
     live_parallax: float = 0.025
-    live_ratio: float = 4.0
+    live_ratio: float = 3.0  # parallax / neighbours' residual (4.0 refused 5 more tune walk-ups, same APCER)
     live_view_ratio: float = 0.5  # residual / viewpoint change: a tilted print's points drift a little
     attack_viewpoint: float = 0.15
     attack_parallax: float = 0.02
