@@ -87,15 +87,16 @@ def test_an_event_json_cannot_carry_is_lost_alone(caplog: pytest.LogCaptureFixtu
 
 
 def test_a_full_webhook_queue_is_logged_once_then_every_hundred(caplog: pytest.LogCaptureFixture) -> None:
-    release = threading.Event()
+    posting, release = threading.Event(), threading.Event()
 
     def slow(request: httpx.Request) -> httpx.Response:
+        posting.set()
         release.wait(10)
         return httpx.Response(200)
 
     sink = WebhookSink("http://hook.invalid/", max_queue=1, transport=httpx.MockTransport(slow))
     sink.emit({"event": "recognised"})
-    wait_for(lambda: sink._hook._queue.empty(), what="the worker to take the first event")
+    wait_for(posting.is_set, what="the worker to post the first event")
     for _ in range(201):  # one fills the queue, 200 are dropped
         sink.emit({"event": "recognised"})
     release.set()
