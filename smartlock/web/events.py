@@ -276,26 +276,17 @@ class EventStore:
                 return
             before = page[-1].id
 
-    def between(self, since: float | None = None, until: float | None = None,
-                limit: int = MAX_EXPORT) -> builtins.list[Event]:
-        """The events that started in [since, until), oldest first, at most ``limit``."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE (? IS NULL OR time >= ?) AND (? IS NULL OR time < ?) "
-                "ORDER BY time, id LIMIT ?",
-                (since, since, until, until, limit),
-            ).fetchall()
-        return [_event(row) for row in rows]
-
-    def newest_of(self, kinds: tuple[str, ...], since: float,
-                  limit: int = MAX_EXPORT) -> builtins.list[Event]:
-        """The newest ``limit`` events of ``kinds`` that started at ``since`` or later, newest first."""
+    def between(self, since: float | None = None, until: float | None = None, limit: int = MAX_EXPORT,
+                kinds: tuple[str, ...] = KINDS, newest_first: bool = False) -> builtins.list[Event]:
+        """The events of ``kinds`` that started in [since, until), oldest first (or the newest ``limit``
+        newest first), at most ``limit``."""
         marks = ", ".join("?" for _ in kinds)
+        order = "DESC" if newest_first else ""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE kind IN ({marks}) AND time >= ? "
-                "ORDER BY time DESC, id DESC LIMIT ?",
-                (*kinds, since, limit),
+                f"SELECT {_COLUMNS} FROM events WHERE kind IN ({marks}) AND (? IS NULL OR time >= ?) "
+                f"AND (? IS NULL OR time < ?) ORDER BY time {order}, id {order} LIMIT ?",
+                (*kinds, since, since, until, until, limit),
             ).fetchall()
         return [_event(row) for row in rows]
 

@@ -31,6 +31,8 @@ from smartlock.web.up_plan import EngineTuning, Plan, UpSettings, camera_source
 
 logger = logging.getLogger("smartlock.up")
 
+# `up`'s on|off flags that are checkboxes on the page (True: "on")
+ON_OFF_FIELDS = ("liveness", "liveness_still_frame")
 SecretFiles = dict[str, Path | None]  # mqtt_password / mqtt_unlock_code -> the 0600 file the parts read
 FLAG_FIELDS = {"--lock-delay": "lock_delay", "--camera": "camera", "--mqtt-url": "mqtt_url",
                "--mqtt-password-file": "mqtt_password", "--mqtt-unlock-code-file": "mqtt_unlock_code",
@@ -62,12 +64,10 @@ def start_settings(saved: SystemSettings, options: UpSettings,
     if "camera" in given and options.camera is not None:
         values["camera"] = camera_source(options.camera)
         flags["camera"] = "--camera"
-    if "liveness" in given:
-        values["liveness"] = options.liveness == "on"
-        flags["liveness"] = f"--liveness {options.liveness}"
-    if "liveness_still_frame" in given:
-        values["liveness_still_frame"] = options.liveness_still_frame == "on"
-        flags["liveness_still_frame"] = f"--liveness-still-frame {options.liveness_still_frame}"
+    for name in ON_OFF_FIELDS:  # in order: the page lists the flags as they come
+        if name in given:
+            values[name] = getattr(options, name) == "on"
+            flags[name] = f"--{name.replace('_', '-')} {getattr(options, name)}"
     if given & set(MQTT_FLAGS):  # the MQTT settings come from the command line as a whole
         url, user = split_user(options.mqtt_url)
         values.update(mqtt_url=url, mqtt_user=user, mqtt_password_set=options.mqtt_password_file is not None,
@@ -98,8 +98,8 @@ def options_for(base: UpSettings, settings: SystemSettings, files: SecretFiles) 
         lock_delay=settings.lock_delay, camera=settings.camera, mqtt_url=settings.broker_url,
         mqtt_password_file=files.get("mqtt_password"), mqtt_allow_unlock=settings.mqtt_allow_unlock,
         mqtt_unlock_code_file=files.get("mqtt_unlock_code"), mqtt_images=settings.mqtt_images,
-        door_name=settings.door_name, liveness="on" if settings.liveness else "off",
-        liveness_still_frame="on" if settings.liveness_still_frame else "off",
+        door_name=settings.door_name,
+        **{name: "on" if getattr(settings, name) else "off" for name in ON_OFF_FIELDS},
     )
     if settings.mqtt_url is None:
         values.update(mqtt_ca_file=None, mqtt_password_file=None, mqtt_unlock_code_file=None,

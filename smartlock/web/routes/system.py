@@ -34,6 +34,6 @@ def calibration(d: DashboardDep, threshold: float | None = Query(None, gt=0, lt=
 def liveness_at_the_door(d: DashboardDep, days: float = Query(30, gt=0, le=3650)) -> dict[str, Any]:
     """Liveness measured at this door over the timeline's last ``days`` (``smartlock.web.door_liveness``)."""
     since = time.time() - days * 86400
-    rows = d.events.newest_of(door_liveness.KINDS, since, door_liveness.MAX_ROWS)
+    rows = d.events.between(since, limit=door_liveness.MAX_ROWS, kinds=door_liveness.KINDS, newest_first=True)
     return {"days": days, "since": since, "complete": len(rows) < door_liveness.MAX_ROWS,
             **door_liveness.summary(rows)}
