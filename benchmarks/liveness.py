@@ -200,18 +200,22 @@ def main() -> None:
     parser.add_argument("--no-video", action="store_true", help="skip pedestrians.mp4 and the spoof stills")
     parser.add_argument("--cues", default=",".join(LivenessSettings().cues),
                         help=f"comma-separated cues to run (known: {', '.join(CUES)})")
+    parser.add_argument("--confirm-cues", default=",".join(LivenessSettings().confirm_cues),
+                        help="comma-separated cues that must confirm a live verdict (empty: none)")
     args = parser.parse_args()
     faces = faces_dir()
     if faces is None:
         sys.exit("face photos not found: set SMARTLOCK_FACES_DIR or put them at ../shared/faces")
     data = bench.bench(faces, args.split, args.people, args.frames,
                        progress=lambda line: print(line, file=sys.stderr, flush=True))
-    judge = LivenessJudge(LivenessSettings(cues=tuple(c for c in args.cues.split(",") if c)))
+    judge = LivenessJudge(LivenessSettings(cues=tuple(c for c in args.cues.split(",") if c),
+                                           confirm_cues=tuple(c for c in args.confirm_cues.split(",") if c)))
     people = len(data[scenes.KINDS[0]])
     print(f"liveness bench, split {args.split}: {people} people x {len(scenes.KINDS)} kinds, "
           f"clips of {args.frames} + {bench.LEAD:g} s of frames (a face may be found late) at 640x360, "
           f"detector {bench.detector_name()}, each track judged until {args.timeout:.1f} s after its first "
-          f"frame, cues {', '.join(judge.cue_names)}")
+          f"frame, cues {', '.join(judge.cue_names)}, live confirmed by "
+          f"{', '.join(judge.confirm_names) or 'none'}")
     timings: list[float] = []
     evaluate(judge, data, args.timeout, timings)
     if timings:

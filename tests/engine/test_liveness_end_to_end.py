@@ -106,7 +106,7 @@ def test_a_photo_or_a_moved_card_of_an_enrolled_person_is_refused(kind, photo, a
 
 
 STILL_SCREEN_SEED = 16  # a tablet on a stand replaying the head turning; without the still-frame rule the
-# bench's replay of this clip is judged live by depth106 after 0.75 s (the video's head has real depth)
+# depth cues may judge it live (the video's head has real depth, in its landmarks and in its texture)
 
 
 def test_a_screen_on_a_stand_replaying_a_turning_head_is_refused_for_its_frame(photo, api_port, door,

@@ -99,3 +99,29 @@ def frame_patch(obs: Observation, region: tuple[float, float, float, float], siz
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     patch = cv2.warpAffine(gray, matrix, (size, size), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     return patch.astype(np.float32)
+
+
+def parallax_summary(near: Sequence[float], far: Sequence[float],
+                     views: Sequence[float]) -> tuple[float, float, float] | None:
+    """What the depth cues decide on, from per-pair residuals off one homography (in IODs): ``parallax``, the
+    90th percentile over pairs of frames far apart; ``noise``, the median over neighbouring frames; and
+    ``viewpoint``, the 90th percentile of the far pairs' change of view. None without both kinds of pairs."""
+    near_a, far_a, views_a = (np.asarray(v, dtype=np.float64) for v in (near, far, views))
+    near_a, far_a, views_a = (v[np.isfinite(v)] for v in (near_a, far_a, views_a))
+    if not len(far_a) or not len(near_a) or not len(views_a):
+        return None
+    return float(np.percentile(far_a, 90)), float(np.median(near_a)), float(np.percentile(views_a, 90))
+
+
+def depth_decision(name: str, summary: tuple[float, float, float], *, live_parallax: float,
+                   live_ratio: float, live_view_ratio: float, planar: bool, detail: str) -> CueResult:
+    """The depth cues' rule: live when the parallax clears its floor, ``live_ratio`` x the noise and
+    ``live_view_ratio`` x the viewpoint change; else attack when the caller found it ``planar``; else
+    abstain."""
+    parallax, noise, viewpoint = summary
+    score = float(np.clip(2 * parallax / max(live_parallax, 1e-6) - 1, -1, 1))
+    if parallax >= max(live_parallax, live_ratio * noise, live_view_ratio * viewpoint):
+        return CueResult(name, max(score, 0.5), "live", f"3D: {detail}")
+    if planar:
+        return CueResult(name, min(score, -0.5), "attack", f"planar: {detail}")
+    return CueResult(name, score, "abstain", f"not yet: {detail}")

@@ -2,9 +2,11 @@
 
 Rule: any cue that says "attack" makes the verdict "attack" (a frame around the face, a plane seen from
 several angles, a face that never moves, a screen's grid or glare); else a *geometric* cue (``live_cues``,
-by default only depth from motion) saying "live" makes it "live"; else "undecided" — the engine waits, and
-refuses the track when it stays undecided past its timeout. Blink and a user's model add evidence that
-the event shows but never unlock on their own (a replayed video blinks).
+by default depth from the 106 landmarks' motion) saying "live" makes it "live" once each confirming cue
+(``confirm_cues``, by default depth from the texture's flow, run only then) says "live" too — one of them
+saying "attack" makes it an attack; else "undecided" — the engine waits, and refuses the track when it
+stays undecided past its timeout. Blink and a user's model add evidence that the event shows but never
+unlock on their own (a replayed video blinks).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smartlock.engine.liveness import blink, dense, depth, frame, motion, texture
+from smartlock.engine.liveness import blink, dense, depth, flow, frame, motion, texture
 from smartlock.engine.liveness.base import CueResult, Verdict
 from smartlock.engine.liveness.model import ModelCue, ModelSettings, Session, load_session
 from smartlock.engine.tracks import Observation, Track
@@ -22,7 +24,7 @@ from smartlock.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-CUES = ("depth", "depth106", "frame", "motion", "texture", "blink")
+CUES = ("depth", "depth106", "flow", "frame", "motion", "texture", "blink")
 # texture is off by default: on the real poster and tablet photographs it measured nothing, and on the
 # bench it fired mostly for the source photos' magnified JPEG blocks (and on 2 of 48 genuine heads)
 DEFAULT_CUES = ("depth", "depth106", "frame", "motion", "blink")
@@ -34,9 +36,13 @@ class LivenessSettings:
 
     cues: tuple[str, ...] = DEFAULT_CUES
     live_cues: tuple[str, ...] = ("depth106",)
+    # asked only when the others would say "live" (they cost more); the verdict is "live" only when each of
+    # them says "live" too, and "attack" when one does (texture flow: a card the landmark model made look 3D)
+    confirm_cues: tuple[str, ...] = ("flow",)
     model_path: Path | None = None
     depth: depth.DepthSettings = field(default_factory=depth.DepthSettings)
     depth106: dense.DenseSettings = field(default_factory=dense.DenseSettings)
+    flow: flow.FlowSettings = field(default_factory=flow.FlowSettings)
     frame: frame.FrameSettings = field(default_factory=frame.FrameSettings)
     motion: motion.MotionSettings = field(default_factory=motion.MotionSettings)
     texture: texture.TextureSettings = field(default_factory=texture.TextureSettings)
@@ -44,7 +50,7 @@ class LivenessSettings:
     model: ModelSettings = field(default_factory=ModelSettings)
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.cues) - set(CUES))
+        unknown = sorted(set(self.cues + self.confirm_cues) - set(CUES))
         if unknown:
             raise ConfigError(f"unknown liveness cue(s) {', '.join(unknown)}; known: {', '.join(CUES)}")
 
@@ -78,7 +84,11 @@ class LivenessJudge:
             "texture": lambda obs: texture.judge(obs, s.texture),
             "blink": lambda obs: blink.judge(obs, s.blink),
         }
-        self._cues = [(name, table[name]) for name in cues]
+        if "flow" in cues or "flow" in s.confirm_cues:
+            tracker = flow.FlowTracker(s.flow)
+            table["flow"] = lambda obs: flow.judge(obs, tracker)
+        self._cues = [(name, table[name]) for name in cues if name not in s.confirm_cues]
+        self._confirm = [(name, table[name]) for name in s.confirm_cues]
         if model_session is None and s.model_path is not None:
             model_session = load_session(s.model_path)
         if model_session is not None:
@@ -88,13 +98,26 @@ class LivenessJudge:
     def cue_names(self) -> list[str]:
         return [name for name, _ in self._cues]
 
+    @property
+    def confirm_names(self) -> list[str]:
+        return [name for name, _ in self._confirm]
+
     def judge(self, track_or_observations: Track | Sequence[Observation]) -> Verdict:
         observations = (list(track_or_observations.history) if isinstance(track_or_observations, Track)
                         else list(track_or_observations))
         if not observations:
             return Verdict("undecided", [], [])
         results = [cue(observations) for _, cue in self._cues]
-        return combine(results, self.live_cues)
+        verdict = combine(results, self.live_cues)
+        if verdict.state != "live" or not self._confirm:
+            return verdict
+        checks = [cue(observations) for _, cue in self._confirm]
+        results += checks
+        if any(check.decision == "attack" for check in checks):
+            return Verdict("attack", results, [check.name for check in checks if check.decision == "attack"])
+        if not all(check.decision == "live" for check in checks):
+            return Verdict("undecided", results, [])
+        return Verdict("live", results, verdict.decided_by + [check.name for check in checks])
 
 
 def combine(results: list[CueResult], live_cues: Sequence[str]) -> Verdict:

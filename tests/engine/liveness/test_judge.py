@@ -130,6 +130,9 @@ def test_nothing_decided_is_undecided() -> None:
 
 
 def judge_for(cloud: np.ndarray, poses: list, **settings: object) -> LivenessJudge:
+    """A judge whose 106 points are the stand-in's; without the texture flow's confirmation (these tracks
+    carry landmarks only: test_flow.py renders the frames the flow needs)."""
+    settings.setdefault("confirm_cues", ())
     return LivenessJudge(LivenessSettings(**settings), landmarker=StandIn(cloud, poses))  # type: ignore[arg-type]
 
 
@@ -214,6 +217,6 @@ def test_the_real_106_point_model_finds_points_on_a_face(faces_dir) -> None:
 
 def test_without_the_106_point_cue_the_5_point_depth_cue_decides() -> None:
     poses = swinging(30)
-    judge = LivenessJudge(LivenessSettings(cues=("depth", "motion")))
+    judge = LivenessJudge(LivenessSettings(cues=("depth", "motion"), confirm_cues=()))  # landmarks only
     assert judge.live_cues == ("depth",)
     assert judge.judge(landmark_track(HEAD, poses)).state == "live"
