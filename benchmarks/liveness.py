@@ -201,7 +201,8 @@ def main() -> None:
     parser.add_argument("--cues", default=",".join(LivenessSettings().cues),
                         help=f"comma-separated cues to run (known: {', '.join(CUES)})")
     parser.add_argument("--confirm-cues", default=",".join(LivenessSettings().confirm_cues),
-                        help="comma-separated cues that must confirm a live verdict (empty: none)")
+                        help="comma-separated cues that must confirm a live verdict (empty: none; depth106's "
+                             "thresholds are set for a confirmed verdict, so it is weaker alone)")
     args = parser.parse_args()
     faces = faces_dir()
     if faces is None:

@@ -120,8 +120,9 @@ def build_liveness(settings: EngineSettings) -> tuple[Any, Any]:
     judge = LivenessJudge(LivenessSettings(model_path=settings.liveness_model, frame=frame))
     lockout = SpoofLockout(settings.log_path / LOCKOUT_FILE, settings.spoof_lockout,
                            pause=settings.spoof_lockout_minutes * 60)
-    logger.info("Liveness on: cues %s%s; a track undecided after %g s is refused; %s",
+    logger.info("Liveness on: cues %s%s%s; a track undecided after %g s is refused; %s",
                 ", ".join(judge.cue_names),
+                f", live confirmed by {', '.join(judge.confirm_names)}" if judge.confirm_names else "",
                 "" if frame.enclosure else " (--liveness-still-frame off: a face held still in a frame is "
                 "not refused for it)", settings.liveness_timeout,
                 f"{settings.spoof_lockout} attacks within 10 minutes pause face unlock for "

@@ -51,7 +51,7 @@ class FlowSettings:
     min_points: int = 8
     quantile: float = 75.0
     live_parallax: float = 0.012
-    live_ratio: float = 0.0  # parallax / noise (off: a head turning fast leaves the plane between neighbours)
+    live_ratio: float = 2.0  # parallax / noise: a soft print in poor light reaches the floor on noise alone
     live_view_ratio: float = 0.5  # parallax / viewpoint change
     attack_viewpoint: float = 0.04
     attack_view_ratio: float = 0.25  # a plane's parallax stays under this share of the viewpoint change
@@ -85,6 +85,8 @@ class FlowTracker:
             return None
         region_a = Square.around(a.box, s.context, s.max_patch)
         region_b = Square.covering(_apply(start, region_a.corners()), s.max_patch * 1.5)  # a's, carried over
+        if min(region_a.side, region_b.side) < 1.0:  # degenerate landmarks: no region to compare
+            return None
         patch_a, seen_a = _patch(a, region_a)
         patch_b, _ = _patch(b, region_b)
         seeds = self._seeds(patch_a, seen_a & _face_mask(a.box, region_a))

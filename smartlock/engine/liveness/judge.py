@@ -53,6 +53,9 @@ class LivenessSettings:
         unknown = sorted(set(self.cues + self.confirm_cues) - set(CUES))
         if unknown:
             raise ConfigError(f"unknown liveness cue(s) {', '.join(unknown)}; known: {', '.join(CUES)}")
+        both = sorted(set(self.live_cues) & set(self.confirm_cues))
+        if both:  # a cue run only after it already said "live" would never run: nothing would be live
+            raise ConfigError(f"liveness cue(s) {', '.join(both)} cannot both decide and confirm \"live\"")
 
 
 class LivenessJudge:
@@ -63,12 +66,15 @@ class LivenessJudge:
                  landmarker: dense.DenseLandmarker | None = None) -> None:
         self.settings = settings or LivenessSettings()
         s = self.settings
+        self._failures: set[tuple[str, str]] = set()
         self.live_cues = s.live_cues
         cues = s.cues
-        if landmarker is None and "depth106" in cues:
+        if landmarker is None and "depth106" in cues + s.confirm_cues:
             try:
                 landmarker = dense.DenseLandmarker()
             except ImportError as err:
+                if "depth106" in s.confirm_cues:  # nothing would ever be confirmed live
+                    raise ConfigError(f"liveness: depth106 must confirm, but {err}") from err
                 logger.warning("liveness: %s; the 5-point depth cue decides instead", err)
                 cues = tuple(name for name in cues if name != "depth106")
         if "depth106" not in cues:  # without the 106-point model, the 5-point depth cue decides "live"
@@ -107,17 +113,35 @@ class LivenessJudge:
                         else list(track_or_observations))
         if not observations:
             return Verdict("undecided", [], [])
-        results = [cue(observations) for _, cue in self._cues]
+        failed: list[str] = []
+        results = [self._guarded(name, cue, observations, failed) for name, cue in self._cues]
         verdict = combine(results, self.live_cues)
+        if verdict.state == "live" and failed:  # a cue that could not look might have seen an attack
+            return Verdict("undecided", results, [])
         if verdict.state != "live" or not self._confirm:
             return verdict
-        checks = [cue(observations) for _, cue in self._confirm]
+        checks = [self._guarded(name, cue, observations, failed) for name, cue in self._confirm]
         results += checks
         if any(check.decision == "attack" for check in checks):
             return Verdict("attack", results, [check.name for check in checks if check.decision == "attack"])
-        if not all(check.decision == "live" for check in checks):
+        if not all(check.decision == "live" for check in checks):  # a failed one abstained
             return Verdict("undecided", results, [])
         return Verdict("live", results, verdict.decided_by + [check.name for check in checks])
+
+    def _guarded(self, name: str, cue: Callable[[Sequence[Observation]], CueResult],
+                 observations: list[Observation], failed: list[str]) -> CueResult:
+        """The cue's result; a cue that raised (a degenerate frame, a model error) is recorded in ``failed``
+        and abstains, so the engine carries on and the verdict cannot be "live" on this call."""
+        try:
+            return cue(observations)
+        except Exception as err:
+            failed.append(name)
+            kind = (name, type(err).__name__)
+            if kind not in self._failures:  # once per cue and error: a bad frame stays 2 s in the window
+                self._failures.add(kind)
+                logger.warning("liveness cue %s failed (the track is not judged live while it does): %s: %s",
+                               name, type(err).__name__, err)
+            return CueResult(name, 0.0, "abstain", f"failed: {type(err).__name__}")
 
 
 def combine(results: list[CueResult], live_cues: Sequence[str]) -> Verdict:

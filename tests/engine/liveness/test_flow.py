@@ -101,6 +101,7 @@ def test_the_judge_does_not_let_a_card_pass_on_depth_the_landmark_model_invents(
         assert verdict.decided_by == (["flow"] if expected == "attack" else [])
     head = LivenessJudge(confirmed, landmarker=StandIn(CLOUD, swinging(20))).judge(list(rendered("head", 20)))
     assert head.state == "live" and head.decided_by == ["depth106", "flow"]
+    assert [cue.name for cue in head.cues] == ["depth106", "flow"]  # the event shows what flow measured
 
 
 def _shifted(obs: Observation, dy: float) -> Observation:
@@ -117,3 +118,33 @@ def _shifted(obs: Observation, dy: float) -> Observation:
     marks = None if obs.landmarks is None else np.asarray(obs.landmarks) + np.array([0.0, dy], np.float32)
     detection = Detection((left, top + dy, right, bottom + dy), obs.detection.score, marks)
     return replace(obs, detection=detection, crop=crop, crop_origin=(x0, y0 + dy, scale))
+
+
+def test_a_soft_print_in_poor_light_is_not_live() -> None:
+    """Little texture (a soft print) and strong sensor noise (a dim hallway): the flow's own noise reaches
+    its live floor, so a plane must clear its neighbouring frames' residual too."""
+    skin = texture(3, (140, 180), blur=4.0)
+    for yaw in (0, 6, 12, 20):
+        card = surface_frames(flat_depth, skin, swinging(yaw), texture(1), noise=4.0, seed=yaw)
+        result = flow.judge(card, flow.FlowTracker())
+        assert result.decision != "live", (yaw, result.reason)
+    head = surface_frames(head_depth, skin, swinging(20), texture(1), noise=4.0)
+    assert flow.judge(head, flow.FlowTracker()).decision == "live"
+
+
+def test_two_faces_of_one_frame_are_measured_apart() -> None:
+    """A head and a card in the same frames (same frame number and time): the pairs are cached per face."""
+    tracker = flow.FlowTracker()
+    head, card = rendered("head", 20), rendered("card", 45)
+    assert flow.judge(head, tracker).decision == "live"
+    assert flow.judge(card, tracker).decision == "attack"
+
+
+def test_degenerate_landmarks_are_not_measured() -> None:
+    a, b = rendered("head", 20)[0], rendered("head", 20)[12]
+    from dataclasses import replace
+
+    from smartlock.engine.tracks import Detection
+
+    collapsed = replace(b, detection=Detection(b.box, 0.9, np.zeros((5, 2), np.float32)))
+    assert flow.FlowTracker().pair(a, collapsed) is None

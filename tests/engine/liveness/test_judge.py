@@ -220,3 +220,42 @@ def test_without_the_106_point_cue_the_5_point_depth_cue_decides() -> None:
     judge = LivenessJudge(LivenessSettings(cues=("depth", "motion"), confirm_cues=()))  # landmarks only
     assert judge.live_cues == ("depth",)
     assert judge.judge(landmark_track(HEAD, poses)).state == "live"
+
+
+def test_a_cue_that_fails_leaves_the_track_not_live_and_the_engine_running(caplog) -> None:
+    """A cue raising (a degenerate frame, a model error) must neither crash the engine nor let the other
+    cues' "live" through: it might have been the one to see the attack."""
+    poses = swinging(30)
+    observations = with_crops(landmark_track(HEAD, poses))
+    judge = judge_for(CLOUD, poses, cues=("depth", "depth106", "motion"))
+    assert judge.judge(observations).state == "live"
+
+    def broken(observations: object) -> CueResult:
+        raise ValueError("degenerate frame")
+
+    judge._cues.append(("frame", broken))
+    with caplog.at_level("WARNING"):
+        first = judge.judge(observations)
+        second = judge.judge(observations)
+    assert first.state == second.state == "undecided"
+    failed = next(cue for cue in first.cues if cue.name == "frame")
+    assert failed.decision == "abstain" and "failed" in failed.reason
+    assert sum("liveness cue frame failed" in r.message for r in caplog.records) == 1  # logged once
+
+
+def test_a_failing_confirming_cue_confirms_nothing() -> None:
+    poses = swinging(30)
+    observations = with_crops(landmark_track(HEAD, poses))
+    judge = judge_for(CLOUD, poses, cues=("depth106",), confirm_cues=("depth",))
+    assert judge.judge(observations).state == "live"
+
+    def broken(observations: object) -> CueResult:
+        raise RuntimeError("model error")
+
+    judge._confirm = [("depth", broken)]
+    assert judge.judge(observations).state == "undecided"
+
+
+def test_a_cue_cannot_both_decide_and_confirm_live() -> None:
+    with pytest.raises(ConfigError, match="both decide and confirm"):
+        LivenessSettings(live_cues=("depth106",), confirm_cues=("depth106",))
