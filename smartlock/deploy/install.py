@@ -193,14 +193,14 @@ def plan_install(
         if dest in given and given[dest] is not None and not (part.name == "up" and dest == "data_dir"):
             path = Path(given[dest])
             writable.append(path.parent if how == "parent" else path)
-    if part.name == "recognition" and "model" in given:
+    if part.name in ("recognition", "vision") and "model" in given:
         writable.append(Path(given["model"]))  # enrollment writes the gallery; the engine only reads it
     writable = [p for p in dict.fromkeys(writable) if not _under(p, [data_dir])]
 
     gpio = camera_device = False
     if part.name == "door":
         gpio = namespace.pin_factory in GPIO_FACTORIES
-    elif part.name == "camera":
+    elif part.name in ("camera", "vision"):
         camera_device = _is_camera_device(namespace.source)
     elif part.name == "up":  # up's flags are absent when not given (its saved settings apply then)
         gpio = getattr(namespace, "pin", None) is not None

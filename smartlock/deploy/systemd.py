@@ -60,11 +60,13 @@ PARTS: dict[str, Part] = {
              after_parts=("door", "camera", "recognition")),
         Part("collect", "data collector: saves frames for later enrollment",
              after_parts=("camera", "recognition")),
+        Part("vision", "camera, recognition and engine in one process: sees faces and unlocks the door",
+             stop_timeout=30, after_parts=("door",)),
         # `up` stops its parts itself, in order, locking the door before stopping it: only the main
         # process gets SIGTERM (KillMode=mixed); SIGKILL reaches every child if it takes too long.
         Part("up", "every part on this machine, with the dashboard", restart="always",
              stop_timeout=60, kill_mode="mixed",
-             conflicts=("door", "camera", "recognition", "engine", "collect")),
+             conflicts=("door", "camera", "recognition", "engine", "collect", "vision")),
     )
 }
 

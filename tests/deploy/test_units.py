@@ -42,6 +42,9 @@ def part_flags(part: str, secrets: Path) -> list[str]:
                    "--door-secret-file", str(secrets / "door.secret"), "--threshold", "0.85"],
         "collect": ["-min", "0.5", "-max", "0.8", "--camera-url", "http://10.0.0.5/stream.mjpg",
                     "--face-recognition-api-url", "http://10.0.0.9:5000/face-recognition"],
+        "vision": ["--source", "picamera", "--camera-port", "8081", "--recognition-port", "5000",
+                   "--model", str(secrets.parent / "model"), "--door-api-url", "http://10.0.0.5:8080/unlock",
+                   "--door-secret-file", str(secrets / "door.secret")],
         "up": ["--pin", "11", "--host", "0.0.0.0", "--port", "8000"],
     }[part]
 
@@ -146,6 +149,15 @@ def test_groups_and_devices_follow_what_the_part_really_opens(tmp_path, secrets)
     _, engine = install(tmp_path, "engine", part_flags("engine", secrets))
     assert "smartlock-door.service" in one(engine, "After")
     assert one(engine, "ProtectClock") == "yes"
+
+    _, vision = install(tmp_path, "vision", part_flags("vision", secrets))  # camera, recognition, engine
+    assert one(vision, "SupplementaryGroups") == "video"
+    assert "smartlock-door.service" in one(vision, "After")
+    assert str(secrets.parent / "model") in one(vision, "ReadWritePaths")  # enrollment writes the gallery
+    assert "smartlock-vision.service" in one(up, "Conflicts")  # up runs its own vision
+    _, vision_file = install(tmp_path, "vision", [*part_flags("vision", secrets)[2:], "--source", VIDEO])
+    assert "SupplementaryGroups" not in settings(vision_file)
+    assert one(vision_file, "PrivateDevices") == "yes"
 
 
 def test_a_growing_restart_delay_only_where_systemd_knows_it(tmp_path, secrets):
