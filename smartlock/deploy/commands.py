@@ -136,7 +136,7 @@ def _register_doctor(subparsers: Any) -> None:
     )
     doctor.add_argument("--parts", default="up",
                         help="comma-separated parts to check for: up, door, camera, recognition, engine, "
-                        "collect (default: up, i.e. everything on this machine)")
+                        "collect, vision (default: up, i.e. everything on this machine)")
     doctor.add_argument("-p", "--pin", type=int, help="the relay's physical (BOARD) pin")
     doctor.add_argument("--pin-factory", default="auto", choices=PIN_FACTORIES,
                         help="gpiozero pin library, as for `smartlock door` (default: auto)")

@@ -11,7 +11,7 @@ from smartlock.deploy import checks
 from smartlock.deploy.checks import CheckResult, Status
 from smartlock.errors import ConfigError
 
-ALL_PARTS = ("up", "door", "camera", "recognition", "engine", "collect")
+ALL_PARTS = ("up", "door", "camera", "recognition", "engine", "collect", "vision")
 # The ports each part listens on by default (up's own parts use free loopback ports).
 DEFAULT_PORTS = {"door": 80, "camera": 80, "recognition": 5000, "up": 8000}
 
@@ -82,9 +82,9 @@ def plan_checks(options: DoctorOptions, toolkit: Toolkit | None = None) -> list[
         else:
             add(_fixed("gpio", Status.SKIP, "no --pin: `up` simulates the relay",
                        "on the Pi, pass the relay's BOARD pin: --pin 11"))
-    if every or "camera" in parts or options.camera is not None:
+    if every or parts & {"camera", "vision"} or options.camera is not None:
         add(functools.partial(kit.camera, options.camera, options.width, options.height))
-    if every or "recognition" in parts:
+    if every or parts & {"recognition", "vision"}:  # vision: the recognition API's gallery, in its process
         model = options.model or data_dir / "model"
         add(functools.partial(kit.model, model, options.backend))
     elif options.model is not None:  # the engine or collector recognising in-process

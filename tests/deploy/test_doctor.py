@@ -327,6 +327,12 @@ def test_separate_parts_plan_only_what_they_need(tmp_path):
     assert calls[0][0] == "model" and calls[0][2] == {"must_exist": True}
     assert ("port", ("0.0.0.0", 9000), {}) in calls
 
+    calls.clear()  # vision: the camera and the gallery its recognition API serves, in one process
+    run_checks(plan_checks(DoctorOptions(parts=("vision",), camera="/dev/video0", ports=(8081, 5000)),
+                           recording_toolkit(calls, tmp_path)))
+    assert [kind for kind, _, _ in calls] == ["camera", "model", "port", "port", "clock", "disk"]
+    assert calls[0][1][0] == "/dev/video0" and calls[1][1][0] == tmp_path / "model"
+
 
 def test_a_crashing_check_fails_alone():
     def broken():
@@ -349,6 +355,7 @@ def test_report_lists_fixes_for_what_is_not_ok():
 
 def test_parts_are_checked_by_name():
     assert parse_parts("door, camera,door") == ("door", "camera")
+    assert parse_parts("vision") == ("vision",)
     with pytest.raises(ConfigError, match="choose among"):
         parse_parts("door,garage")
 
