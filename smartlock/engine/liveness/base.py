@@ -82,23 +82,42 @@ def frame_patch(obs: Observation, region: tuple[float, float, float, float], siz
     resampled to ``size`` x ``size`` gray float32; None when the crop does not cover it."""
     if obs.crop is None or obs.crop.size == 0:
         return None
-    from smartlock.camera.imaging import load_cv2
-
-    cv2 = load_cv2()
     x0, y0, scale = obs.crop_origin
     left, top = (region[0] - x0) * scale, (region[1] - y0) * scale
     right, bottom = (region[2] - x0) * scale, (region[3] - y0) * scale
     height, width = obs.crop.shape[:2]
     if left < -0.5 or top < -0.5 or right > width + 0.5 or bottom > height + 0.5 or right <= left:
         return None
+    patch, _ = region_patch(obs, region, size)
+    return patch.astype(np.float32)
+
+
+def region_patch(obs: Observation, region: tuple[float, float, float, float], size: int,
+                 coverage: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """The frame region cut from the observation's crop (which must exist) and resampled to ``size`` x
+    ``size`` gray uint8, the crop's edge pixels repeated where the region reaches past it; with ``coverage``,
+    also where the crop covered it (a face near the frame's edge has a crop cut by the edge)."""
+    from smartlock.camera.imaging import load_cv2
+
+    cv2 = load_cv2()
+    assert obs.crop is not None
+    x0, y0, scale = obs.crop_origin
+    left, top = (region[0] - x0) * scale, (region[1] - y0) * scale
+    right, bottom = (region[2] - x0) * scale, (region[3] - y0) * scale
     gray = obs.crop if obs.crop.ndim == 2 else cv2.cvtColor(obs.crop, cv2.COLOR_BGR2GRAY)
     sx, sy = (right - left) / size, (bottom - top) / size
     matrix = np.array([[sx, 0, left + 0.5 * sx - 0.5], [0, sy, top + 0.5 * sy - 0.5]], dtype=np.float64)
+    shape = gray.shape[:2]
     if sx > 1.5:  # shrinking: low-pass first so the sampling does not alias
         gray = cv2.GaussianBlur(gray, (0, 0), 0.5 * sx)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    patch = cv2.warpAffine(gray, matrix, (size, size), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    return patch.astype(np.float32)
+    patch = np.asarray(cv2.warpAffine(gray, matrix, (size, size), flags=flags,
+                                      borderMode=cv2.BORDER_REPLICATE))
+    if not coverage:
+        return patch, None
+    inside = cv2.warpAffine(np.full(shape, 255, np.uint8), matrix, (size, size), flags=flags,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return patch, np.asarray(inside) == 255
 
 
 def parallax_summary(near: Sequence[float], far: Sequence[float],

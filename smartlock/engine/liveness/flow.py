@@ -25,7 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from smartlock.engine.liveness.base import CueResult, abstain, depth_decision, parallax_summary, recent
+from smartlock.engine.liveness.base import (
+    CueResult,
+    abstain,
+    depth_decision,
+    parallax_summary,
+    recent,
+    region_patch,
+)
 from smartlock.engine.liveness.dense import sampled, similarity_residual
 from smartlock.engine.tracks import Observation
 
@@ -87,8 +94,9 @@ class FlowTracker:
         region_b = Square.covering(_apply(start, region_a.corners()), s.max_patch * 1.5)  # a's, carried over
         if min(region_a.side, region_b.side) < 1.0:  # degenerate landmarks: no region to compare
             return None
-        patch_a, seen_a = _patch(a, region_a)
-        patch_b, _ = _patch(b, region_b)
+        patch_a, seen_a = region_patch(a, region_a.bounds, region_a.size, coverage=True)
+        patch_b, _ = region_patch(b, region_b.bounds, region_b.size)
+        assert seen_a is not None
         seeds = self._seeds(patch_a, seen_a & _face_mask(a.box, region_a))
         if seeds is None:
             return None
@@ -244,6 +252,10 @@ class Square:
         return cls(float(points[:, 0].min()), float(points[:, 1].min()), side,
                    int(min(max_size, max(48, round(side)))))
 
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        return (self.left, self.top, self.left + self.side, self.top + self.side)
+
     def corners(self) -> np.ndarray:
         right, bottom = self.left + self.side, self.top + self.side
         return np.array([[self.left, self.top], [right, self.top], [right, bottom], [self.left, bottom]])
@@ -274,25 +286,3 @@ def _face_mask(box: tuple[float, float, float, float], region: Square) -> np.nda
 def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """A 3x3 affine ``matrix`` applied to points (N, 2)."""
     return np.asarray(points, np.float64) @ matrix[:2, :2].T + matrix[:2, 2]
-
-
-def _patch(obs: Observation, region: Square) -> tuple[np.ndarray, np.ndarray]:
-    """The ``region`` of the frame from the observation's crop as a patch (gray uint8), and where the crop
-    covered it (a face near the frame's edge has a crop cut by the edge)."""
-    from smartlock.camera.imaging import load_cv2
-
-    cv2 = load_cv2()
-    assert obs.crop is not None
-    x0, y0, scale = obs.crop_origin
-    size = region.size
-    step = region.side / size * scale  # crop pixels per patch pixel
-    matrix = np.array([[step, 0.0, (region.left - x0) * scale + 0.5 * step - 0.5],
-                       [0.0, step, (region.top - y0) * scale + 0.5 * step - 0.5]])
-    gray = obs.crop if obs.crop.ndim == 2 else cv2.cvtColor(obs.crop, cv2.COLOR_BGR2GRAY)
-    if step > 1.5:  # shrinking: low-pass first so the sampling does not alias
-        gray = cv2.GaussianBlur(gray, (0, 0), 0.5 * step)
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    patch = cv2.warpAffine(gray, matrix, (size, size), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    inside = cv2.warpAffine(np.full(gray.shape[:2], 255, np.uint8), matrix, (size, size), flags=flags,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return np.asarray(patch), np.asarray(inside) == 255
