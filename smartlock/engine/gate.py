@@ -35,6 +35,9 @@ MIN_FACE_PX = 40.0  # in analysis-frame pixels: smaller faces are found but not 
 MIN_SHARPNESS = 8.0  # variance of the Laplacian of the face at 64 px: below is motion blur or defocus
 THUMB = 64  # the idle check compares frames at this width
 STILL_DIFF = 2.5  # mean absolute difference (0-255) of thumbnails below which a frame "did not change"
+# ... in every window this many thumbnail pixels a side (~40 px of a 640 px frame: the smallest usable face),
+# so a face coming into view far away counts as a change, not only what moves much of the frame
+STILL_BLOCK = 4
 RECHECK = 0.5  # seconds: the detector runs at least this often even on unchanged frames
 
 
@@ -159,7 +162,7 @@ class Gate:
         last = self._last_thumb
         if (not self._last_had_face and last is not None and now - self._last_checked < self.recheck
                 and thumb.shape == last.shape
-                and float(np.mean(np.abs(thumb - last))) < self.still_diff):
+                and largest_change(thumb, last) < self.still_diff):
             self.skipped += 1
             return True
         self._last_thumb = thumb
@@ -187,6 +190,14 @@ def build_gate(haar_file_path: str | None, input_size: int = DEFAULT_GATE_SIZE) 
     if input_size < 64 or input_size % 32:
         raise ConfigError(f"--gate-size must be a multiple of 32 from 64, got {input_size}")
     return Gate(ScrfdFinder(input_size))
+
+
+def largest_change(thumb: np.ndarray, last: np.ndarray, block: int = STILL_BLOCK) -> float:
+    """The mean absolute difference of two thumbnails in the ``block`` x ``block`` window where they differ
+    most (sensor noise averages out within a window; a small face arriving does not)."""
+    cv2 = load_cv2()
+    diff = np.abs(thumb - last)
+    return float(cv2.blur(diff, (block, block), borderType=cv2.BORDER_REFLECT).max())
 
 
 def _thumbnail(image_bgr: np.ndarray) -> np.ndarray:

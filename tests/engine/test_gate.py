@@ -96,6 +96,31 @@ def test_unchanged_empty_frames_skip_the_detector_until_the_recheck(photos: list
     assert len(calls) == 3 and gate.skipped == 2
 
 
+def test_a_small_face_arriving_is_looked_at_at_once_while_sensor_noise_is_not(photos: list[Path]) -> None:
+    """A face of the smallest usable size changes a thirtieth of the frame: too little for the frame's mean
+    difference, enough for the window where it arrives (the first frame a walking person can be recognised
+    must not wait for the recheck)."""
+    calls = []
+
+    def finder(image: np.ndarray) -> list:
+        calls.append(1)
+        return []
+
+    rng = np.random.default_rng(1)
+
+    def noisy(frame: np.ndarray, sigma: float = 4.0) -> np.ndarray:
+        return np.clip(frame + rng.normal(0, sigma, frame.shape), 0, 255).astype(np.uint8)
+
+    gate = Gate(finder, recheck=10.0)
+    empty = background()
+    assert gate(noisy(empty), now=0.0).checked
+    assert not any(gate(noisy(empty), now=0.1 * i).checked for i in range(1, 6))
+    small = frame_with(photos[0], 45)
+    assert float(np.abs(small.astype(float) - empty).mean()) < 2.5  # the whole frame hardly changed
+    assert gate(noisy(small), now=0.7).checked
+    assert len(calls) == 2 and gate.skipped == 5
+
+
 def test_haar_only_when_asked_and_bad_sizes_refused() -> None:
     haar = build_gate(str(default_haar_path()))
     assert haar.name == "haar"
