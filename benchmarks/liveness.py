@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 import benchmarks.liveness_bench as bench  # noqa: E402
-from benchmarks.liveness_bench import scenes  # noqa: E402
+from benchmarks.liveness_bench import scenes, unlock  # noqa: E402
 from smartlock.config import faces_dir  # noqa: E402
 from smartlock.engine.liveness import CUES, LivenessJudge, LivenessSettings  # noqa: E402
 from smartlock.engine.liveness.texture import face_region, glare, moire  # noqa: E402
@@ -198,6 +198,9 @@ def main() -> None:
                              "rendered for faces found late")
     parser.add_argument("--timeout", type=float, default=2.5, help="seconds a track may stay undecided")
     parser.add_argument("--no-video", action="store_true", help="skip pedestrians.mp4 and the spoof stills")
+    parser.add_argument("--unlock-people", type=int, default=40,
+                        help="walk-ups (people of the split, enrolled from their other photos) timed through "
+                             "the engine's code with liveness on and off (0: skip)")
     parser.add_argument("--cues", default=",".join(LivenessSettings().cues),
                         help=f"comma-separated cues to run (known: {', '.join(CUES)})")
     parser.add_argument("--confirm-cues", default=",".join(LivenessSettings().confirm_cues),
@@ -223,6 +226,15 @@ def main() -> None:
         ms = np.asarray(timings) * 1000
         print(f"judge call: median {np.median(ms):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, "
               f"max {ms.max():.1f} ms over {len(ms)} calls (history up to {DEFAULT_HISTORY} observations)")
+    if args.unlock_people > 0:
+        walkers = bench.people(faces, args.split, min(args.people, args.unlock_people))
+        results = unlock.measure(faces, walkers, args.frames, lambda: LivenessJudge(judge.settings),
+                                 progress=lambda line: print(line, file=sys.stderr, flush=True))
+        print(f"time to unlock (walk-ups of {len(walkers)} people, each enrolled from 3 other photos; the "
+              "engine's gate, tracker, in-process ArcFace, unlock policy and judge on a simulated clock "
+              "that runs as long as each frame took here; no network hops):")
+        for line in unlock.table(results):
+            print(f"  {line}")
     if not args.no_video:
         pedestrians(judge, faces, args.timeout)
         tex = judge.settings.texture

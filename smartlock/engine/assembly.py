@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,24 +20,44 @@ if TYPE_CHECKING:
     from smartlock.engine.gate import Gate
     from smartlock.engine.policy import Decision
     from smartlock.engine.sinks import UnlockLog
+    from smartlock.engine.tracks import Detection
     from smartlock.recognition.recognizer import Recognizer as InProcessRecognizer
     from smartlock.recognition.schemas import Face
 
 logger = logging.getLogger(__name__)
 
 
-def in_process(recognizer: InProcessRecognizer) -> Callable[[np.ndarray], list[Face]]:
-    """Recognition of a BGR frame by a Recognizer of this process; faces carry their embeddings for the
+class InProcessRecognition:
+    """Recognition of BGR frames by a Recognizer of this process; faces carry their embeddings for the
     tracks (with ArcFace, whose cosine the tracks' split rule is for), which the API never sends."""
-    from smartlock.engine.vision import bgr_to_rgb
 
-    embeddings = recognizer.backend_name == "arcface"
+    def __init__(self, recognizer: InProcessRecognizer) -> None:
+        self.recognizer = recognizer
+        self.embeddings = recognizer.backend_name == "arcface"
+        self.takes_found = recognizer.embeds_found_faces
 
-    def recognize(image: np.ndarray) -> list[Face]:
-        faces = recognizer.recognize(bgr_to_rgb(image))
-        return [face.to_face(include_embedding=embeddings) for face in faces]
+    def __call__(self, image: np.ndarray) -> list[Face]:
+        from smartlock.engine.vision import bgr_to_rgb
 
-    return recognize
+        faces = self.recognizer.recognize(bgr_to_rgb(image))
+        return [face.to_face(include_embedding=self.embeddings) for face in faces]
+
+    def found(self, image: np.ndarray, detections: Sequence[Detection]) -> list[Face]:
+        """The faces the gate found in ``image`` (with their five landmarks), embedded without detecting
+        them again: the gate runs the recognizer's own detector (SCRFD, the same file), so a face the gate
+        sees is the face recognised, never lost between two detectors (each such loss breaks the track's
+        run, and liveness judges only unbroken runs)."""
+        from smartlock.engine.vision import bgr_to_rgb
+
+        if not self.takes_found or any(det.landmarks is None for det in detections):
+            return self(image)
+        found = [(det.box, det.score, det.landmarks) for det in detections if det.landmarks is not None]
+        faces = self.recognizer.recognize_found(bgr_to_rgb(image), found)
+        return [face.to_face(include_embedding=self.embeddings) for face in faces]
+
+
+def in_process(recognizer: InProcessRecognizer) -> InProcessRecognition:
+    return InProcessRecognition(recognizer)
 
 
 def camera_frame_options() -> dict[str, dict[str, Any]]:

@@ -13,9 +13,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -36,6 +36,15 @@ logger = logging.getLogger(__name__)
 
 # prepared BGR frame -> the API's faces (Face models or their JSON, validated here); raises on failure
 Recognizer = Callable[[np.ndarray], object]
+
+
+@runtime_checkable
+class RecognizesFound(Protocol):
+    """A recogniser that can also recognise faces the gate already found (assembly.InProcessRecognition)."""
+
+    def __call__(self, image: np.ndarray) -> object: ...
+
+    def found(self, image: np.ndarray, detections: Sequence[Detection]) -> object: ...
 # opens the door for a decision; raises (DoorError, ...) when it could not
 DoorOpener = Callable[[Decision], None]
 FaceDetector = Callable[[np.ndarray], bool]
@@ -198,7 +207,7 @@ class Engine:
             self.stats.frames_without_face += 1
             return None
         self._burst_until = self.clock() + self.settings.burst_hold
-        faces = self._recognize(image)
+        faces = self._recognize(image, detections)
         if faces is not None:
             logger.info("Analysis took %.3fs", time.perf_counter() - started)
         if faces is None:
@@ -290,9 +299,22 @@ class Engine:
                 "confidence": pending.confidence, "track": track.id, "reason": "undecided", **details,
             })
 
-    def _recognize(self, image: np.ndarray) -> list[Face] | None:
-        shown = np.ascontiguousarray(image[:, ::-1]) if self.settings.mirror else image
-        faces = recognize_logged(self.recognize, shown)
+    def _recognize(self, image: np.ndarray, detections: list[Detection] | None = None) -> list[Face] | None:
+        """Recognition of the frame (mirrored when the settings say so); with the gate's ``detections``
+        (SCRFD's, with landmarks), a recogniser that can embed them (in-process ArcFace) recognises those
+        faces instead of finding its own."""
+        mirror = self.settings.mirror
+        shown = np.ascontiguousarray(image[:, ::-1]) if mirror else image
+        recognize = self.recognize
+        if (detections and all(det.landmarks is not None for det in detections)
+                and isinstance(recognize, RecognizesFound)):
+            found = [mirrored(det, image.shape[1]) for det in detections] if mirror else detections
+            takes_found = recognize
+
+            def recognize(image: np.ndarray) -> object:
+                return takes_found.found(image, found)
+
+        faces = recognize_logged(recognize, shown)
         if faces is None:
             self.stats.recognition_errors += 1
             return None
@@ -447,6 +469,18 @@ def iso_time(epoch: float) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def mirrored(detection: Detection, width: int) -> Detection:
+    """``detection`` as found in the mirrored image: the box flipped, the landmarks flipped and their left
+    and right swapped (SCRFD's order: the eye and mouth corner on the image's left come first)."""
+    left, top, right, bottom = detection.box
+    landmarks = None
+    if detection.landmarks is not None:
+        landmarks = np.array(detection.landmarks[[1, 0, 2, 4, 3]], dtype=np.float32)
+        landmarks[:, 0] = width - landmarks[:, 0]
+    return Detection(box=(width - right, top, width - left, bottom), score=detection.score,
+                     landmarks=landmarks)
 
 
 def unmirrored(face: Face, width: int) -> Face:

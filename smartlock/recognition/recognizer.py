@@ -16,7 +16,7 @@ import numpy as np
 
 from smartlock.errors import BadImageError, GalleryError, ModelError, ModelMismatch, NotEnrolled
 from smartlock.recognition import store
-from smartlock.recognition.backends.base import DEFAULT_BACKEND, Backend, DetectedFace, get_backend
+from smartlock.recognition.backends.base import DEFAULT_BACKEND, Backend, DetectedFace, as_box, get_backend
 from smartlock.recognition.calibration import calibration_report
 from smartlock.recognition.gallery import DEFAULT_PRIOR_ODDS, Gallery, ImageRecord
 from smartlock.recognition.images import decode_image, encode_jpeg_rgb
@@ -211,6 +211,30 @@ class Recognizer:
             results.append(RecognizedFace(box=face.box, detection_score=face.score, predictions=predictions,
                                           embedding=face.embedding))
         return results
+
+    @property
+    def embeds_found_faces(self) -> bool:
+        """True when ``recognize_found`` works: the backend embeds aligned crops (ArcFace; dlib does not)."""
+        return callable(getattr(self._backend, "embed_aligned", None))
+
+    def recognize_found(self, image: np.ndarray,
+                        found: Sequence[tuple[tuple[float, float, float, float], float, np.ndarray]]
+                        ) -> list[RecognizedFace]:
+        """Faces a detector already found in an RGB uint8 image — (box, score, five landmarks in SCRFD's
+        order) each, in its pixels — aligned, embedded and matched without detecting them again."""
+        from smartlock.recognition.backends.geometry import align_face
+
+        embed = getattr(self._backend, "embed_aligned", None)
+        if not callable(embed):
+            raise ModelError(f"the {self.backend_name} backend cannot embed faces found by another detector")
+        if not found:
+            return []
+        crops = np.stack([align_face(image, np.asarray(landmarks, np.float64)) for _, _, landmarks in found])
+        vectors = embed(crops)
+        return self.match_faces([
+            DetectedFace(box=as_box(box), landmarks=np.asarray(landmarks, np.float32), score=float(score),
+                         embedding=vector)
+            for (box, score, landmarks), vector in zip(found, vectors, strict=True)])
 
     def recognize_bytes(self, data: bytes) -> list[RecognizedFace]:
         """Decode (EXIF, gray/RGBA/16-bit, size limits) and recognize; BadImageError if unusable."""

@@ -164,3 +164,51 @@ def test_frames_analysed_0_8_s_apart_still_add_up_on_one_track(tmp_path: Path) -
         if door.opened:
             break
     assert door.opened == [("alice", 0.93)] and recognizer.calls == 2
+
+
+class FoundRecognizer(ScriptedRecognizer):
+    """A recogniser that can embed the gate's faces (as the in-process one): records what it was given."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__([])
+        self.label = label
+        self.given: list[tuple[np.ndarray, list[Detection]]] = []
+
+    def found(self, image: np.ndarray, detections: list[Detection]) -> list[dict]:
+        self.given.append((image, list(detections)))
+        return [api_face(self.label, 0.99, det.box) for det in detections]
+
+
+def test_a_recogniser_that_takes_the_gates_faces_gets_them_mirrored_and_never_detects_again(
+        tmp_path: Path) -> None:
+    landmarks = np.array([[20, 35], [45, 36], [33, 48], [22, 60], [44, 61]], np.float32)
+
+    class LandmarkFinder(ScriptedFinder):
+        def __call__(self, image: np.ndarray) -> list[Detection]:
+            self.calls += 1
+            return [Detection(box=LEFT, score=0.9, landmarks=landmarks)]
+
+    recognizer = FoundRecognizer("alice")
+    engine, door, _, clock = make(tmp_path, LandmarkFinder(), recognizer)
+    run(engine, clock, 10)
+    assert recognizer.calls == 0 and recognizer.given  # never asked to find faces itself
+    image, detections = recognizer.given[0]
+    assert image.shape[1] == WIDTH and len(detections) == 1
+    seen = detections[0]
+    assert seen.box == mirrored(LEFT)  # the frame it gets is mirrored, so are the boxes ...
+    assert seen.landmarks is not None
+    # ... and the landmarks, whose left and right swap: the eye on the image's left comes first again
+    np.testing.assert_allclose(seen.landmarks[:, 0], WIDTH - landmarks[[1, 0, 2, 4, 3], 0])
+    np.testing.assert_allclose(seen.landmarks[:, 1], landmarks[[1, 0, 2, 4, 3], 1])
+    assert seen.landmarks[0, 0] < seen.landmarks[1, 0] and seen.landmarks[3, 0] < seen.landmarks[4, 0]
+    assert [label for label, _ in door.calls] == ["alice"]  # the faces it named are the gate's track
+    assert engine.tracker.active[0].history[-1].box == LEFT
+
+
+def test_faces_without_landmarks_are_recognised_from_the_whole_frame(tmp_path: Path) -> None:
+    recognizer = FoundRecognizer("alice")
+    recognizer.answers = [[api_face("alice", 0.99, mirrored(LEFT))]]
+    engine, door, _, clock = make(tmp_path, ScriptedFinder([LEFT]), recognizer)  # Haar-like: no landmarks
+    run(engine, clock, 10)
+    assert recognizer.calls >= 2 and recognizer.given == []
+    assert [label for label, _ in door.calls] == ["alice"]
