@@ -33,14 +33,14 @@ class InProcessRecognition:
 
     def __init__(self, recognizer: InProcessRecognizer) -> None:
         self.recognizer = recognizer
-        self.embeddings = recognizer.backend_name == "arcface"
+        self.keeps_embeddings = recognizer.backend_name == "arcface"
         self.takes_found = recognizer.embeds_found_faces
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         from smartlock.engine.vision import bgr_to_rgb
 
         faces = self.recognizer.recognize(bgr_to_rgb(image))
-        return [face.to_face(include_embedding=self.embeddings) for face in faces]
+        return [face.to_face(include_embedding=self.keeps_embeddings) for face in faces]
 
     def found(self, image: np.ndarray, detections: Sequence[Detection]) -> list[Face]:
         """The faces the gate found in ``image`` (with their five landmarks), embedded without detecting
@@ -53,7 +53,7 @@ class InProcessRecognition:
             return self(image)
         found = [(det.box, det.score, det.landmarks) for det in detections if det.landmarks is not None]
         faces = self.recognizer.recognize_found(bgr_to_rgb(image), found)
-        return [face.to_face(include_embedding=self.embeddings) for face in faces]
+        return [face.to_face(include_embedding=self.keeps_embeddings) for face in faces]
 
 
 def in_process(recognizer: InProcessRecognizer) -> InProcessRecognition:

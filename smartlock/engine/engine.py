@@ -51,14 +51,16 @@ FaceDetector = Callable[[np.ndarray], bool]
 MATCH_IOU = 0.3  # a recognised face belongs to the gate's detection it overlaps at least this much
 
 
-def recognize_logged(recognize: Recognizer, image: np.ndarray) -> list[Face] | None:
+def recognize_logged(recognize: Recognizer, image: np.ndarray,
+                     keep_embeddings: bool = False) -> list[Face] | None:
     """One recognition with the seed's log lines; None when the recogniser failed or answered nonsense
-    (no evidence, so never an unlock)."""
+    (no evidence, so never an unlock). ``keep_embeddings`` only for a recogniser of this process that
+    computes them (assembly.InProcessRecognition.keeps_embeddings), never for an answer over HTTP."""
     logger.info("Analysing frame...")
     start = time.perf_counter()
     logger.info("Firing face recognition request...")
     try:
-        faces = parse_faces(recognize(image))
+        faces = parse_faces(recognize(image), keep_embeddings=keep_embeddings)
     except Exception as err:
         logger.error("Error occurred while executing face recognition request! %s: %s",
                      type(err).__name__, err)
@@ -314,7 +316,8 @@ class Engine:
             def recognize(image: np.ndarray) -> object:
                 return takes_found.found(image, found)
 
-        faces = recognize_logged(recognize, shown)
+        faces = recognize_logged(recognize, shown,
+                                 keep_embeddings=getattr(self.recognize, "keeps_embeddings", False) is True)
         if faces is None:
             self.stats.recognition_errors += 1
             return None

@@ -110,9 +110,11 @@ class LivenessCheck:
 
     def broken_at(self, track: Track) -> float:
         """The latest break of the track's runs: the tracker's and the engine's record (``Track.broken_at``)
-        or a recognition below the threshold still in the history."""
+        or a recognition below the threshold still in the history (unless the tracker found its embedding
+        to be the run's face: ``Recognition.same_face``)."""
         below = [obs.t for obs in track.history
-                 if obs.recognition is not None and obs.recognition.confidence <= self.threshold]
+                 if obs.recognition is not None and obs.recognition.confidence <= self.threshold
+                 and not obs.recognition.same_face]
         return max([track.broken_at, *below])
 
     def check(self, track: Track, now: float, label: str = "", confidence: float = 0.0) -> CheckResult:

@@ -63,14 +63,17 @@ class Face(BaseModel):
 _FACES = TypeAdapter(list[Face])
 
 
-def parse_faces(payload: object) -> list[Face]:
+def parse_faces(payload: object, keep_embeddings: bool = False) -> list[Face]:
     """The ``faces`` list of an API answer; ServiceError for anything malformed (a bad answer never
-    unlocks: a confidence outside [0, 1], NaN, a missing label or box are all refused)."""
+    unlocks: a confidence outside [0, 1], NaN, a missing label or box are all refused). ``keep_embeddings``
+    only for faces this process computed (in-process recognition): an answer never carries embeddings, and
+    whatever a server sends there is not believed."""
     try:
         faces = _FACES.validate_python(payload)
     except ValidationError as err:
         raise ServiceError(f"face recognition answer: malformed faces: {err.errors()[0]['msg']}") from err
-    # an answer never carries embeddings: whatever a server sends there is not believed
+    if keep_embeddings:
+        return faces
     return [face.model_copy(update={"embedding": None}) if face.embedding is not None else face
             for face in faces]
 

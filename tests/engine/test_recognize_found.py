@@ -1,6 +1,7 @@
 """In-process recognition of the faces the gate found (no second detection), with the real SCRFD gate and
 ArcFace on held-out photos: the same people named as when recognition finds the faces itself, the gallery's
-embeddings as close, and the engine's mirrored path naming the gate's own track."""
+embeddings as close, and the engine's mirrored path naming the gate's own track, with the embedding kept.
+"""
 
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ def test_the_engine_names_the_gates_track_from_the_unmirrored_frame(gallery: Gal
     assert faces[0].top_prediction is not None and faces[0].top_prediction.label == name
     box = faces[0].bounding_box
     assert (box.left, box.top, box.right, box.bottom) == pytest.approx(detections[0].box, abs=0.1)
+    # computed in this process: the embedding reaches the tracks (their split and same-face rules)
+    assert faces[0].embedding is not None and len(faces[0].embedding) == 512
     unmirrored_alone = engine._recognize(image)  # recognition finding the face itself agrees
     assert unmirrored_alone is not None and unmirrored_alone[0].top_prediction is not None
     assert unmirrored_alone[0].top_prediction.label == name

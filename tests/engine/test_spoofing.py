@@ -249,6 +249,21 @@ def test_the_subject_is_the_latest_run_of_confident_recognitions() -> None:
     assert len(LivenessCheck(ScriptedJudge("live"), threshold=0.2).subject(track)) == 15 - 2
 
 
+def test_the_runs_own_face_below_the_threshold_keeps_the_run_judged() -> None:
+    """A recognition the tracker found to be the run's own face (``same_face``) is no break; the same
+    confidence without it is."""
+    from dataclasses import replace
+
+    marks = {2: 0.9, 5: 0.4, 8: 0.95}
+    history = [observation(i, marks.get(i)) for i in range(10)]
+    check = LivenessCheck(ScriptedJudge("live"))
+    assert [obs.seq for obs in check.subject(Track(1, 0.0, deque(history)))] == [8]
+    recognition = history[5].recognition
+    assert recognition is not None
+    history[5] = replace(history[5], recognition=replace(recognition, same_face=True))
+    assert [obs.seq for obs in check.subject(Track(1, 0.0, deque(history)))] == list(range(2, 9))
+
+
 def test_a_live_verdict_does_not_outlive_its_run() -> None:
     """alice was judged live; someone below the threshold took her place in the box, then a photo of alice
     was recognised: the kept verdict is dropped and the photo's own run is judged."""

@@ -109,6 +109,41 @@ def test_an_embedding_of_another_face_splits_the_track() -> None:
     assert tracker.recognised(same, Recognition("alice", 0.5, stranger), 0.8).id != track.id
 
 
+def test_the_runs_own_face_recognised_below_the_threshold_continues_the_run() -> None:
+    """With embeddings (in-process): the face the run recognised, seen less well (a confidence under the
+    threshold, an embedding SAME_FACE alike to the run's confident ones), does not break the run; an
+    embedding less alike, another name, a low recognition with no confident one before it in the run, or
+    no embedding at all (the API) do."""
+    alice, stranger = np.eye(4, dtype=np.float32)[0], np.eye(4, dtype=np.float32)[1]
+
+    def toward_stranger(cosine: float) -> np.ndarray:
+        return (cosine * alice + np.sqrt(1 - cosine**2) * stranger).astype(np.float32)
+
+    def frame(tracker: Tracker, t: float, seq: int, recognition: Recognition):
+        (track,) = tracker.update(t, seq, [det(100 + seq)])
+        return tracker.recognised(track, recognition, 0.8)
+
+    tracker = Tracker()
+    track = frame(tracker, 0.0, 1, Recognition("alice", 0.95, alice))
+    less_well = frame(tracker, 0.04, 2, Recognition("alice", 0.3, toward_stranger(0.7)))
+    assert less_well.id == track.id and track.broken_at == float("-inf")
+    recognition = track.history[-1].recognition
+    assert recognition is not None and recognition.same_face and recognition.confidence == 0.3
+    frame(tracker, 0.08, 3, Recognition("alice", 0.3, toward_stranger(0.5)))  # same track (split at 0.2) ...
+    assert track.broken_at == 0.08  # ... but not known to be the same face
+    assert frame(tracker, 0.12, 4, Recognition("alice", 0.9, alice)).id == track.id
+    assert frame(tracker, 0.16, 5, Recognition("bob", 0.3, alice)).id == track.id  # another name
+    assert track.broken_at == 0.16
+    frame(tracker, 0.20, 6, Recognition("alice", 0.3, alice))  # the confident ones are all before the break
+    assert track.broken_at == 0.20
+    frame(tracker, 0.24, 7, Recognition("alice", 0.9, alice))
+    frame(tracker, 0.28, 8, Recognition("alice", 0.3))  # over the API: no embedding to tell
+    assert track.broken_at == 0.28
+    fresh = Tracker()
+    first = frame(fresh, 0.0, 1, Recognition("alice", 0.3, alice))  # nothing confident to be alike to
+    assert first.broken_at == 0.0
+
+
 def test_face_crop_keeps_context_and_is_bounded() -> None:
     image = np.zeros((360, 640, 3), np.uint8)
     crop, (x0, y0, scale) = face_crop(image, (100, 100, 200, 200), context=0.5)  # type: ignore[misc]
