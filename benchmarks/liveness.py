@@ -1,7 +1,9 @@
 """Liveness benchmark: APCER per attack type and BPCER on the bench's held-out people, decision times, ms
-per judge call, real pedestrians, and the single-frame cues on the three real spoof stills.
+per judge call, the time to unlock of walk-ups through the engine's code with liveness on and off
+(liveness_bench/unlock.py), real pedestrians, and the single-frame cues on the three real spoof stills.
 
     .venv/bin/python benchmarks/liveness.py [--split report|tune] [--people 160] [--timeout 2.5] [--cues ...]
+                                            [--unlock-people 40]
 
 Each sequence is replayed frame by frame into a track history of 48 observations (as the engine keeps);
 from the face's first frame of 40+ px (taken as recognition naming it), the judge runs on every frame on
