@@ -133,7 +133,9 @@ def measure(label: str, make_args, door: system.Door, watcher: OnsetWatcher,
             time.sleep(0.5)
             onsets = [t for t in watcher.onsets if t > warm]
             counted = len([t for t in onsets if time.time() - t > cycle - 0.5])
-        marked = [(t, code) for t, code in zip(watcher.onsets, watcher.codes, strict=True) if t > warm][:runs]
+        count = min(len(watcher.onsets), len(watcher.codes))  # the watcher appends to both, in turn
+        marked = [(t, code) for t, code in zip(watcher.onsets[:count], watcher.codes[:count], strict=True)
+                  if t > warm][:runs]
         onsets = [t for t, _ in marked]
         unlocks = [datetime.fromisoformat(e["time"]).timestamp() for e in door.unlocks(start_id)]
     for index, onset in enumerate(onsets):

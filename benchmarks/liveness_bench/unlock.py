@@ -1,7 +1,7 @@
 """Time to unlock for the bench's walk-ups through the engine's own code, liveness on and off.
 
 Each person is enrolled from three photos other than the one the bench renders; their walk-up (the bench's
-``genuine-approach`` clip, same seed, after half a second of the empty hallway) goes frame by frame into an
+``genuine-approach`` clip, same seed, after a second of its own empty hallway) goes frame by frame into an
 ``Engine`` with the SCRFD gate, the tracker, in-process ArcFace recognition (as ``up`` runs it), the unlock
 policy and, with liveness on, the default judge. The clock is simulated: frames arrive at the clip's rate,
 processing one takes as long as it took on this machine (measured), and frames that arrived meanwhile are
@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmarks.liveness_bench import LEAD, load_photo, scenes, seed_of
 
-HALLWAY_FRAMES = 12  # the empty hallway before each walk-up (the gate's idle check sees it arrive)
+HALLWAY_FRAMES = 24  # 1 s of the empty hallway before each walk-up: longer than the gate's 0.5 s recheck
 ENROLL_PHOTOS = 3
 
 
@@ -66,7 +66,8 @@ def enrolled_gallery(faces: Path, people: list[tuple[str, Path]], model_dir: Pat
     recognizer = Recognizer.create(model_dir, get_backend("arcface", **options.get("arcface", {})))
     enrolled = []
     for name, rendered in people:
-        others = sorted(p for p in (faces / "people" / name).glob("*.jpg") if p != rendered)[:ENROLL_PHOTOS]
+        others = sorted(p for p in (faces / "people" / name).iterdir()
+                        if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p != rendered)[:ENROLL_PHOTOS]
         outcomes = recognizer.enroll(name, [(p.name, p.read_bytes()) for p in others],
                                      multiple_faces="largest")
         if any(outcome.enrolled for outcome in outcomes):
@@ -84,9 +85,11 @@ def walk_up(name: str, photo_path: Path, frames: int) -> WalkUp | None:
         return None
     seed = seed_of(name, "genuine-approach")
     approach = list(scenes.frames("genuine-approach", photo, seed, frames + round(LEAD * scenes.FPS)))
-    wall = scenes.background(np.random.default_rng(seed))  # the clip's own wall: its first draw
+    draws = np.random.default_rng(seed)  # the clip's own first draws (scenes.frames): its wall and gain
+    wall = scenes.background(draws)
+    gain = draws.uniform(0.8, 1.15)
     noise = np.random.default_rng(seed + 1)
-    hallway = [scenes.finish(wall, noise, 1.0) for _ in range(HALLWAY_FRAMES)]
+    hallway = [scenes.finish(wall, noise, gain) for _ in range(HALLWAY_FRAMES)]
     gate = build_gate(None)
     usable_at = next((index / scenes.FPS for index, frame in enumerate(approach)
                       if gate.detect(prepare(frame, mirror=False), 0.0).faces), float("nan"))

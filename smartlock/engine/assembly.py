@@ -44,9 +44,10 @@ class InProcessRecognition:
 
     def found(self, image: np.ndarray, detections: Sequence[Detection]) -> list[Face]:
         """The faces the gate found in ``image`` (with their five landmarks), embedded without detecting
-        them again: the gate runs the recognizer's own detector (SCRFD, the same file), so a face the gate
-        sees is the face recognised, never lost between two detectors (each such loss breaks the track's
-        run, and liveness judges only unbroken runs)."""
+        them again: the gate runs the recognizer's own detector (SCRFD: the shipped file, or the one
+        SMARTLOCK_ARCFACE_DETECTOR names for both), so a face the gate sees is the face recognised, never
+        lost between two detectors (each such loss breaks the track's run, and liveness judges only
+        unbroken runs)."""
         from smartlock.engine.vision import bgr_to_rgb
 
         if not self.takes_found or any(det.landmarks is None for det in detections):

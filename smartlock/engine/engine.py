@@ -45,6 +45,8 @@ class RecognizesFound(Protocol):
     def __call__(self, image: np.ndarray) -> object: ...
 
     def found(self, image: np.ndarray, detections: Sequence[Detection]) -> object: ...
+
+
 # opens the door for a decision; raises (DoorError, ...) when it could not
 DoorOpener = Callable[[Decision], None]
 FaceDetector = Callable[[np.ndarray], bool]
@@ -305,19 +307,21 @@ class Engine:
         """Recognition of the frame (mirrored when the settings say so); with the gate's ``detections``
         (SCRFD's, with landmarks), a recogniser that can embed them (in-process ArcFace) recognises those
         faces instead of finding its own."""
-        mirror = self.settings.mirror
+        from smartlock.engine.assembly import InProcessRecognition
+
+        mirror, width = self.settings.mirror, image.shape[1]
         shown = np.ascontiguousarray(image[:, ::-1]) if mirror else image
         recognize = self.recognize
         if (detections and all(det.landmarks is not None for det in detections)
                 and isinstance(recognize, RecognizesFound)):
-            found = [mirrored(det, image.shape[1]) for det in detections] if mirror else detections
-            takes_found = recognize
+            given, takes_found = detections, recognize
 
-            def recognize(image: np.ndarray) -> object:
-                return takes_found.found(image, found)
+            def recognize(frame: np.ndarray) -> object:  # inside recognize_logged: a failure is no unlock
+                return takes_found.found(frame, [mirrored(det, width) for det in given] if mirror else given)
 
-        faces = recognize_logged(recognize, shown,
-                                 keep_embeddings=getattr(self.recognize, "keeps_embeddings", False) is True)
+        # embeddings only from this process's own recogniser (an answer's are never believed)
+        trusted = isinstance(self.recognize, InProcessRecognition) and self.recognize.keeps_embeddings
+        faces = recognize_logged(recognize, shown, keep_embeddings=trusted)
         if faces is None:
             self.stats.recognition_errors += 1
             return None

@@ -40,8 +40,8 @@ SAME_FACE = 0.6
 @dataclass(frozen=True)
 class Detection:
     """One face the gate found: box, detector score and five landmarks (left eye, right eye, nose, left
-    and right mouth corner — SCRFD's order), all in analysis-frame pixels as the camera saw it (never
-    mirrored)."""
+    and right mouth corner — SCRFD's order), all in analysis-frame pixels as the camera saw it (tracks keep
+    it so; only the copy handed to a mirroring recogniser is mirrored, engine.mirrored)."""
 
     box: Box
     score: float

@@ -212,3 +212,18 @@ def test_faces_without_landmarks_are_recognised_from_the_whole_frame(tmp_path: P
     run(engine, clock, 10)
     assert recognizer.calls >= 2 and recognizer.given == []
     assert [label for label, _ in door.calls] == ["alice"]
+
+
+def test_embeddings_in_an_answer_never_reach_the_tracks_whatever_the_recogniser_says(tmp_path: Path) -> None:
+    """Only the engine's own in-process recogniser (assembly.InProcessRecognition) is trusted with
+    embeddings: an answer carrying them, from a recogniser that says it keeps them, is stripped."""
+    answer = {**api_face("alice", 0.5, mirrored(LEFT)), "embedding": [1.0, 0.0, 0.0, 0.0]}
+
+    class Claims(ScriptedRecognizer):
+        keeps_embeddings = True
+
+    engine, _, _, clock = make(tmp_path, ScriptedFinder([LEFT]), Claims([answer]))
+    run(engine, clock, 10)
+    (track,) = engine.tracker.active
+    recognised = [obs.recognition for obs in track.history if obs.recognition is not None]
+    assert recognised and all(r.embedding is None and not r.same_face for r in recognised)

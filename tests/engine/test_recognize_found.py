@@ -61,6 +61,9 @@ def test_the_engine_names_the_gates_track_from_the_unmirrored_frame(gallery: Gal
     assert (box.left, box.top, box.right, box.bottom) == pytest.approx(detections[0].box, abs=0.1)
     # computed in this process: the embedding reaches the tracks (their split and same-face rules)
     assert faces[0].embedding is not None and len(faces[0].embedding) == 512
-    unmirrored_alone = engine._recognize(image)  # recognition finding the face itself agrees
-    assert unmirrored_alone is not None and unmirrored_alone[0].top_prediction is not None
-    assert unmirrored_alone[0].top_prediction.label == name
+    assert faces[0].top_prediction.confidence > 0.9
+    itself = engine._recognize(image)  # recognition finding the face in the mirrored frame itself agrees
+    assert itself is not None and itself[0].top_prediction is not None
+    assert itself[0].top_prediction.label == name
+    # aligned as its own detector aligns it (a left/right mix-up in the mirrored landmarks measured ~0.07)
+    assert cosine(faces[0].embedding, itself[0].embedding) > 0.95

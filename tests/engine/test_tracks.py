@@ -144,6 +144,25 @@ def test_the_runs_own_face_recognised_below_the_threshold_continues_the_run() ->
     assert first.broken_at == 0.0
 
 
+def test_the_same_face_threshold_keeps_a_strangers_frames_out_of_the_judged_run() -> None:
+    """A photo recognised confidently, then a frame under the threshold just below SAME_FACE alike to it
+    (another face in the box): a break, so the judged run starts after it; just above: no break."""
+    from smartlock.engine.spoofing import LivenessCheck
+    from smartlock.engine.tracks import SAME_FACE
+
+    photo, other = np.eye(4, dtype=np.float32)[0], np.eye(4, dtype=np.float32)[1]
+    for cosine, breaks in ((SAME_FACE - 0.01, True), (SAME_FACE + 0.01, False)):
+        tracker = Tracker()
+        frames = [Recognition("alice", 0.95, photo), Recognition("alice", 0.95, photo),
+                  Recognition("alice", 0.5, (cosine * photo + np.sqrt(1 - cosine**2) * other)),
+                  Recognition("alice", 0.95, photo)]
+        for seq, recognition in enumerate(frames):
+            (track,) = tracker.update(seq * 0.1, seq, [det(100 + seq)])
+            track = tracker.recognised(track, recognition, 0.8)
+        subject = LivenessCheck(object(), threshold=0.8).subject(track)  # type: ignore[arg-type]
+        assert [obs.seq for obs in subject] == ([3] if breaks else [0, 1, 2, 3]), cosine
+
+
 def test_face_crop_keeps_context_and_is_bounded() -> None:
     image = np.zeros((360, 640, 3), np.uint8)
     crop, (x0, y0, scale) = face_crop(image, (100, 100, 200, 200), context=0.5)  # type: ignore[misc]

@@ -96,10 +96,14 @@ async function applyRole(nav, active, who) {
   const account = await me();
   if (!account) return;
   const admin = account.role === "admin";
-  document.documentElement.classList.toggle("role-viewer", !admin);
   if (!admin && !document.querySelector('link[href="/static/accounts.css"]')) {
-    document.head.append(el("link", { rel: "stylesheet", href: "/static/accounts.css" }));
+    // the class goes on once the sheet that hides the admin's controls has loaded (what tests wait for)
+    const sheet = el("link", { rel: "stylesheet", href: "/static/accounts.css" });
+    const loaded = new Promise((resolve) => { sheet.onload = sheet.onerror = resolve; });
+    document.head.append(sheet);
+    await loaded;
   }
+  document.documentElement.classList.toggle("role-viewer", !admin);
   const link = (page, label) => el("a", { href: `/${page}`, class: page === active ? "active" : "" }, label);
   if (admin) nav.append(link("settings", "Settings"));
   nav.append(link("accounts", admin ? "Accounts" : "My account"));
