@@ -33,7 +33,8 @@ SPLIT_SIMILARITY = 0.2  # embeddings of one track less alike than this are two p
 # a recognition below the threshold whose embedding is at least this alike (cosine) to the confident ones of
 # the track's current run is the same face seen less well, not a break: on the liveness bench's walk-ups such
 # frames measured 0.81-0.96 (5th-95th percentile) against those, while frames of two different people never
-# reached 0.43 (max over 780 pairs of people); only with embeddings (in-process ArcFace), else always a break
+# reached 0.43 (max over 780 pairs of people; benchmarks/same_face.py); only with embeddings (in-process
+# ArcFace), else always a break
 SAME_FACE = 0.6
 
 
