@@ -212,8 +212,7 @@ def liveness_table(runs: int, seed: int) -> str:
     engine's gate finds usable (40 px and up: the walk before it no engine setting can shorten)."""
 
     from benchmarks.liveness_bench import load_photo, scenes
-    from smartlock.engine.gate import build_gate
-    from smartlock.engine.vision import prepare
+    from benchmarks.liveness_bench.unlock import first_usable
 
     workdir, logs, gallery = rig("time-to-unlock-live-")
     photos = [p for p in map(load_photo, gallery.probes.values()) if p is not None]
@@ -221,7 +220,6 @@ def liveness_table(runs: int, seed: int) -> str:
         sys.exit("no enrolled person's held-out photo is large enough to render")
     rng = np.random.default_rng(seed)
     wall = scenes.background(np.random.default_rng(seed))
-    gate = build_gate(None)
     frames: list[np.ndarray] = []
     usable_at: list[float] = []  # per cycle: seconds from the approach's first frame to its first usable face
     for cycle in range(CYCLES):
@@ -229,8 +227,7 @@ def liveness_table(runs: int, seed: int) -> str:
         frames += [scenes.finish(wall, rng, 1.0) for _ in range(hallway)]
         # the enrolled people take turns (one held-out photo each): not one face's luck
         approach = list(scenes.frames("genuine-approach", photos[cycle % len(photos)], seed + cycle, 60))
-        usable_at.append(next((index / scenes.FPS for index, frame in enumerate(approach)
-                               if gate.detect(prepare(frame, mirror=False), 0.0).faces), float("nan")))
+        usable_at.append(first_usable(approach))
         for frame in approach:
             mark_cycle(frame, cycle)
             frames.append(frame)

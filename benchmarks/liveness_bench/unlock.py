@@ -77,9 +77,6 @@ def enrolled_gallery(faces: Path, people: list[tuple[str, Path]], model_dir: Pat
 
 def walk_up(name: str, photo_path: Path, frames: int) -> WalkUp | None:
     """The bench's walk-up of ``name`` (as ``bench.sequence`` renders it), after the empty hallway."""
-    from smartlock.engine.gate import build_gate
-    from smartlock.engine.vision import prepare
-
     photo = load_photo(photo_path)
     if photo is None:
         return None
@@ -90,10 +87,18 @@ def walk_up(name: str, photo_path: Path, frames: int) -> WalkUp | None:
     gain = draws.uniform(0.8, 1.15)
     noise = np.random.default_rng(seed + 1)
     hallway = [scenes.finish(wall, noise, gain) for _ in range(HALLWAY_FRAMES)]
+    return WalkUp(name, hallway + approach, first_usable(approach))
+
+
+def first_usable(frames: list[np.ndarray]) -> float:
+    """Seconds from the first of ``frames`` (at the bench's rate) to the first in which the engine's gate
+    finds a usable face (nan: none)."""
+    from smartlock.engine.gate import build_gate
+    from smartlock.engine.vision import prepare
+
     gate = build_gate(None)
-    usable_at = next((index / scenes.FPS for index, frame in enumerate(approach)
-                      if gate.detect(prepare(frame, mirror=False), 0.0).faces), float("nan"))
-    return WalkUp(name, hallway + approach, usable_at)
+    return next((index / scenes.FPS for index, frame in enumerate(frames)
+                 if gate.detect(prepare(frame, mirror=False), 0.0).faces), float("nan"))
 
 
 def time_to_unlock(recognize: Callable[[np.ndarray], Any], walk: WalkUp, liveness: Any, start: float,

@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from smartlock.engine.analysis import Analysis
+from smartlock.engine.assembly import InProcessRecognition
 from smartlock.engine.files import current_timestamp
 from smartlock.engine.frames import Frame, FrameSource, next_due_frame
 from smartlock.engine.gate import Gate, GateResult
@@ -307,8 +308,6 @@ class Engine:
         """Recognition of the frame (mirrored when the settings say so); with the gate's ``detections``
         (SCRFD's, with landmarks), a recogniser that can embed them (in-process ArcFace) recognises those
         faces instead of finding its own."""
-        from smartlock.engine.assembly import InProcessRecognition
-
         mirror, width = self.settings.mirror, image.shape[1]
         shown = np.ascontiguousarray(image[:, ::-1]) if mirror else image
         recognize = self.recognize

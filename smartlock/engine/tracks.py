@@ -134,6 +134,15 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def cosine_to_mean(embeddings: list[np.ndarray], embedding: np.ndarray) -> float | None:
+    """Cosine of ``embedding`` to the mean of ``embeddings``; None when there is nothing to compare to."""
+    if not embeddings:
+        return None
+    mean = np.mean(np.stack(embeddings), axis=0)
+    norm = float(np.linalg.norm(mean) * np.linalg.norm(embedding))
+    return float(mean @ embedding) / norm if norm > 0 else None
+
+
 def face_crop(image: np.ndarray, box: Box, context: float = CROP_CONTEXT,
               max_side: int = CROP_MAX_SIDE) -> tuple[np.ndarray, tuple[float, float, float]] | None:
     """The box plus ``context`` on each side, clipped to the image and downscaled to ``max_side``; with the
@@ -253,11 +262,8 @@ class Tracker:
             return False
         earlier = [obs.recognition.embedding for obs in list(track.history)[:-1]
                    if obs.recognition is not None and obs.recognition.embedding is not None]
-        if not earlier:
-            return False
-        mean = np.mean(np.stack(earlier), axis=0)
-        norm = float(np.linalg.norm(mean) * np.linalg.norm(recognition.embedding))
-        return norm > 0 and float(mean @ recognition.embedding) / norm < self.split_similarity
+        alike = cosine_to_mean(earlier, recognition.embedding)
+        return alike is not None and alike < self.split_similarity
 
     def _same_face(self, track: Track, recognition: Recognition, threshold: float) -> bool:
         """A recognition below the threshold that names the person of the track's current run (after its
@@ -268,11 +274,8 @@ class Tracker:
                      if obs.t > track.broken_at and obs.recognition is not None
                      and obs.recognition.confidence > threshold and obs.recognition.embedding is not None
                      and obs.recognition.label == recognition.label]
-        if not confident:
-            return False
-        mean = np.mean(np.stack(confident), axis=0)
-        norm = float(np.linalg.norm(mean) * np.linalg.norm(recognition.embedding))
-        return norm > 0 and float(mean @ recognition.embedding) / norm >= self.same_face
+        alike = cosine_to_mean(confident, recognition.embedding)
+        return alike is not None and alike >= self.same_face
 
     def _new_track(self, t: float, split_from: int | None = None) -> Track:
         track = Track(id=next(self._ids), started=t, history=deque(maxlen=self.history),
