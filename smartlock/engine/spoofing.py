@@ -88,8 +88,8 @@ class LivenessCheck:
         """Judge a track on a frame of its own (the engine asks for every frame of a recognised track): the
         first decisive verdict is kept, so a viewpoint change that showed depth once still counts when the
         decision comes later — as long as the run of recognitions it judged is not broken."""
-        if track.id in self._refused or self._kept(track) is not None:
-            return
+        if track.id in self._refused or track.missed_at is not None or self._kept(track) is not None:
+            return  # (after a short miss, nothing is judged until the next recognition says whose face it is)
         subject = self.subject(track)
         verdict = self.judge.judge(subject)
         track.verdict = verdict
@@ -102,6 +102,8 @@ class LivenessCheck:
         kept = self._decided.get(track.id)
         if kept is None:
             return None
+        if track.missed_at is not None:  # a short miss the next recognition resolves: not live meanwhile
+            return None
         verdict, run_start = kept
         if getattr(verdict, "state", None) == "live" and self.broken_at(track) >= run_start:
             del self._decided[track.id]
@@ -109,13 +111,15 @@ class LivenessCheck:
         return verdict
 
     def broken_at(self, track: Track) -> float:
-        """The latest break of the track's runs: the tracker's and the engine's record (``Track.broken_at``)
-        or a recognition below the threshold still in the history (unless the tracker found its embedding
-        to be the run's face: ``Recognition.same_face``)."""
+        """The latest break of the track's runs: the tracker's and the engine's record (``Track.broken_at``),
+        a short miss not yet resolved (``Track.missed_at``), or a recognition below the threshold still in
+        the history (unless the tracker found its embedding to be the run's face: ``Recognition.same_face``).
+        """
         below = [obs.t for obs in track.history
                  if obs.recognition is not None and obs.recognition.confidence <= self.threshold
                  and not obs.recognition.same_face]
-        return max([track.broken_at, *below])
+        missed = [] if track.missed_at is None else [track.missed_at]
+        return max([track.broken_at, *missed, *below])
 
     def check(self, track: Track, now: float, label: str = "", confidence: float = 0.0) -> CheckResult:
         if track.id in self._refused:

@@ -36,6 +36,11 @@ SPLIT_SIMILARITY = 0.2  # embeddings of one track less alike than this are two p
 # reached 0.43 (max over 780 pairs of people; benchmarks/same_face.py); only with embeddings (in-process
 # ArcFace), else always a break
 SAME_FACE = 0.6
+# a detector miss of the face for at most this long (seconds from its last detection to the next) is a break
+# only if the next recognition is not the run's face (named so and SAME_FACE alike, with embeddings); the
+# gate misses a walking face for a frame or two now and then (bench walk-ups: 0.08-0.12 s), and each such
+# break made liveness start over (benchmarks/liveness.py, time to unlock through the engine's code)
+MISS_HEAL = 0.2
 
 
 @dataclass(frozen=True)
@@ -100,9 +105,12 @@ class Track:
     verdict: object | None = None  # the liveness judge's latest verdict, when liveness is on
     misses: int = 0  # tracker updates since the last one that saw this face
     # the last time the face in this box may not have been the one recognised (liveness judges only after
-    # it): a recognition below the threshold, a frame where the face was missed, an observation split off
-    # to another track; the engine adds a face too small or blurred, or one recognition did not find or name
+    # it): a recognition below the threshold, frames where the face was missed (see MISS_HEAL), an
+    # observation split off to another track; the engine adds a face too small or blurred, or one
+    # recognition did not find or name
     broken_at: float = float("-inf")
+    # a short miss (MISS_HEAL) not yet known to be a break: the track's next recognition decides
+    missed_at: float | None = None
     _labels: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -169,8 +177,9 @@ class Tracker:
 
     def __init__(self, history: int = DEFAULT_HISTORY, max_gap: float = DEFAULT_MAX_GAP,
                  min_iou: float = DEFAULT_MIN_IOU, split_similarity: float = SPLIT_SIMILARITY,
-                 keep_crops: bool = True, same_face: float = SAME_FACE) -> None:
+                 keep_crops: bool = True, same_face: float = SAME_FACE, miss_heal: float = MISS_HEAL) -> None:
         self.history = history
+        self.miss_heal = miss_heal
         self.max_gap = max_gap
         self.min_iou = min_iou
         self.split_similarity = split_similarity
@@ -218,7 +227,10 @@ class Tracker:
         for index, det in enumerate(detections):
             track = assigned[index] if index in assigned else self._new_track(t)
             if track.misses > 0:  # unseen in between (a hand over the face?): not known to be the same face
-                track.mark_break(track.last_seen)
+                if t - track.last_seen <= self.miss_heal:
+                    track.missed_at = track.last_seen
+                else:
+                    track.mark_break(track.last_seen)
             track.history.append(self._observation(t, seq, det, frame_size, image))
             track.misses = 0
             result.append(track)
@@ -232,7 +244,12 @@ class Tracker:
     def recognised(self, track: Track, recognition: Recognition, threshold: float) -> Track:
         """Attach a recognition to the track's newest observation. When it contradicts what the track was
         recognised as before (another confident person, or an embedding of another face), the newest
-        observation moves to a new track, which is returned; else the same track."""
+        observation moves to a new track, which is returned; else the same track. A short miss before it
+        (``Track.missed_at``) becomes a break unless this recognition is the run's face (``_same_face``)."""
+        if track.missed_at is not None:
+            missed, track.missed_at = track.missed_at, None
+            if not self._same_face(track, recognition, threshold):
+                track.mark_break(missed)
         if self._contradicts(track, recognition, threshold):
             newest = track.history.pop()
             track.mark_break(newest.t)  # someone else was under its box
@@ -266,8 +283,8 @@ class Tracker:
         return alike is not None and alike < self.split_similarity
 
     def _same_face(self, track: Track, recognition: Recognition, threshold: float) -> bool:
-        """A recognition below the threshold that names the person of the track's current run (after its
-        latest break) and whose embedding is SAME_FACE alike to the mean of that run's confident ones."""
+        """A recognition that names the person of the track's current run (after its latest break) and whose
+        embedding is SAME_FACE alike to the mean of that run's confident ones (earlier observations)."""
         if recognition.embedding is None:
             return False
         confident = [obs.recognition.embedding for obs in list(track.history)[:-1]

@@ -230,6 +230,36 @@ def test_a_break_recorded_on_the_track_voids_a_live_verdict() -> None:
     assert [obs.seq for obs in check.subject(track)] == [20, 21]
 
 
+def test_a_short_miss_holds_a_live_verdict_until_the_next_recognition_resolves_it() -> None:
+    """Judged live, then the gate missed the face for a frame (``Track.missed_at``): until a recognition
+    says whose face is in the box, the track is not live, nothing is judged and the judged run starts after
+    the miss; healed, the kept verdict stands; made a break, it is dropped and the new run judged."""
+    def judged_then_missed() -> tuple[Track, LivenessCheck, ScriptedJudge]:
+        track = Track(id=1, started=0.0, history=deque(observation(i, 0.95 if i % 3 == 0 else None)
+                                                       for i in range(10)))
+        judge = ScriptedJudge("live", "undecided")
+        check = LivenessCheck(judge)
+        check.observe(track)
+        track.missed_at = 9 / 24
+        track.history.append(observation(11))
+        return track, check, judge
+
+    track, check, judge = judged_then_missed()
+    check.observe(track)
+    assert judge.calls == 1 and check.subject(track) == []
+    assert check.check(track, now=1.0).outcome == "wait"
+    track.missed_at = None  # the next recognition was the run's face (Tracker.recognised)
+    track.history.append(observation(12, 0.95))
+    assert check.check(track, now=1.1).outcome == "live"
+    assert [obs.seq for obs in check.subject(track)] == [*range(10), 11, 12]
+
+    track, check, judge = judged_then_missed()
+    track.missed_at, track.broken_at = None, 9 / 24  # it was not
+    track.history.append(observation(12, 0.95))
+    assert check.check(track, now=1.1).outcome == "wait" and judge.calls == 2
+    assert [obs.seq for obs in check.subject(track)] == [12]
+
+
 def observation(seq: int, confidence: float | None = None) -> Observation:
     from smartlock.engine.tracks import Recognition
 

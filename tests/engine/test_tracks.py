@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from smartlock.engine.tracks import Detection, Recognition, Tracker, face_crop, iou
+from smartlock.engine.tracks import Detection, Recognition, Track, Tracker, face_crop, iou
 
 
 def det(left: float, top: float = 50.0, size: float = 100.0) -> Detection:
@@ -86,15 +86,52 @@ def test_recognised_as_someone_else_splits_the_track() -> None:
 
 
 def test_a_face_seen_again_after_a_miss_breaks_the_run() -> None:
-    """A frame where the gate found nothing in the box (a hand over the face): whoever is seen next is not
-    known to be the same face; the track goes on (liveness starts a new run after the break)."""
-    tracker = Tracker()
+    """Frames where the gate found nothing in the box (a hand over the face): whoever is seen next is not
+    known to be the same face; the track goes on (liveness starts a new run after the break). A miss longer
+    than MISS_HEAL breaks at once; a shorter one when the next recognition cannot tell (no embedding: the
+    API)."""
+    tracker = Tracker(miss_heal=0.2)
     (track,) = tracker.update(0.0, 1, [det(100)])
     tracker.update(0.04, 2, [det(102)])
     assert track.broken_at == float("-inf")
     tracker.update(0.08, 3, [])  # missed
     (again,) = tracker.update(0.12, 4, [det(104)])
-    assert again.id == track.id and track.broken_at == 0.04
+    assert again.id == track.id and track.missed_at == 0.04 and track.broken_at == float("-inf")
+    tracker.recognised(again, Recognition("alice", 0.95), 0.8)
+    assert track.broken_at == 0.04 and track.missed_at is None
+    for seq, t in enumerate((0.16, 0.20, 0.24), start=5):  # missed for 0.24 s
+        tracker.update(t, seq, [])
+    tracker.update(0.40, 8, [det(106)])
+    assert track.broken_at == 0.12 and track.missed_at is None
+
+
+def test_a_short_miss_heals_only_when_the_next_recognition_is_the_runs_face() -> None:
+    """With embeddings (in-process): after a miss of at most MISS_HEAL, the next recognition naming the
+    run's person with an embedding SAME_FACE alike to the run's confident ones continues the run; another
+    name, a less alike embedding or nothing confident before the miss make it a break (at the miss, or
+    later)."""
+    alice, stranger = np.eye(4, dtype=np.float32)[0], np.eye(4, dtype=np.float32)[1]
+    less_alike = (0.5 * alice + np.sqrt(0.75) * stranger).astype(np.float32)
+    confident = Recognition("alice", 0.95, alice)
+
+    def after_a_miss(recognition: Recognition, before: Recognition | None = confident) -> Track:
+        tracker = Tracker(miss_heal=0.2)
+        (track,) = tracker.update(0.0, 1, [det(100)])
+        if before is not None:
+            tracker.recognised(track, before, 0.8)
+        tracker.update(0.04, 2, [])
+        (again,) = tracker.update(0.08, 3, [det(102)])
+        assert again.id == track.id and track.missed_at == 0.0
+        tracker.recognised(again, recognition, 0.8)
+        assert track.missed_at is None
+        return track
+
+    assert after_a_miss(Recognition("alice", 0.9, alice)).broken_at == float("-inf")
+    assert after_a_miss(Recognition("alice", 0.5, alice)).broken_at == float("-inf")  # seen less well
+    assert after_a_miss(Recognition("alice", 0.9, less_alike)).broken_at == 0.0
+    assert after_a_miss(Recognition("bob", 0.5, alice)).broken_at == 0.08  # (the frame itself is one too)
+    assert after_a_miss(Recognition("alice", 0.9, alice), before=None).broken_at == 0.0
+    assert after_a_miss(Recognition("alice", 0.9, alice), Recognition("alice", 0.5, alice)).broken_at == 0.0
 
 
 def test_an_embedding_of_another_face_splits_the_track() -> None:
