@@ -146,19 +146,25 @@ class LivenessCheck:
         return CheckResult("wait", verdict)
 
     def subject(self, track: Track) -> list[Observation]:
-        """The observations the judge may read: the track's latest run of recognitions above the threshold,
-        from its first to its last, after the track's latest break (empty before any). Without embeddings
-        (the engine over HTTP) a track follows whatever face sits in its box: a live stranger who raises a
-        photo of an enrolled person keeps the track, as does one who lowers it again, or blurs or hides
-        their face between recognitions. Any break (see ``Track.broken_at``) starts a new run, and frames
-        after the last confident recognition are not yet known to show the person, so the stranger's frames
-        cannot pass for depth next to the photo's."""
+        """The observations the judge may read: the track's latest run of recognitions, from its first one
+        above the threshold after the track's latest break (empty before any) to its last one above the
+        threshold or found to be the run's face (``Recognition.same_face``, in-process only). Without
+        embeddings (the engine over HTTP) a track follows whatever face sits in its box: a live stranger who
+        raises a photo of an enrolled person keeps the track, as does one who lowers it again, or blurs or
+        hides their face between recognitions. Any break (see ``Track.broken_at``) starts a new run, and
+        frames after the run's last recognition are not yet known to show the person, so the stranger's
+        frames cannot pass for depth next to the photo's."""
         history = list(track.history)
         broken = self.broken_at(track)
         confident = [index for index, obs in enumerate(history)
                      if obs.t > broken and obs.recognition is not None
                      and obs.recognition.confidence > self.threshold]
-        return history[confident[0]:confident[-1] + 1] if confident else []
+        if not confident:
+            return []
+        last = max(index for index, obs in enumerate(history)
+                   if index >= confident[0] and obs.recognition is not None
+                   and (obs.recognition.confidence > self.threshold or obs.recognition.same_face))
+        return history[confident[0]:last + 1]
 
     def forget(self, ended: list[Track]) -> list[tuple[Track, Pending]]:
         """Drop the state of tracks that ended (bounded memory); the ones that left while still waiting to

@@ -37,10 +37,16 @@ SPLIT_SIMILARITY = 0.2  # embeddings of one track less alike than this are two p
 # ArcFace), else always a break
 SAME_FACE = 0.6
 # a detector miss of the face for at most this long (seconds from its last detection to the next) is a break
-# only if the next recognition is not the run's face (named so and SAME_FACE alike, with embeddings); the
-# gate misses a walking face for a frame or two now and then (bench walk-ups: 0.08-0.12 s), and each such
-# break made liveness start over (benchmarks/liveness.py, time to unlock through the engine's code)
+# only if the next recognition is not the run's face (named so and SAME_FACE alike, with embeddings) or not
+# MISS_SAME_FACE alike to the last recognition before the miss; the gate misses a walking face for a frame or
+# two now and then (bench walk-ups: 0.08-0.12 s), and each such break made liveness start over
+# (benchmarks/liveness.py, time to unlock through the engine's code)
 MISS_HEAL = 0.2
+# the same face across a short miss: frames of the tune half's walk-ups 0.25 s apart measured 0.77 / 0.85 /
+# 0.90 / 0.95 (0/1/5/50th percentile, n=1292); two photos of one person (a card flipped or swapped to another
+# picture of them, whose two views could look like depth) 0.62 / 0.77 / 0.83 (50/95/99th percentile, n=1767
+# pairs), 2% at or above 0.8 (benchmarks/same_face.py)
+MISS_SAME_FACE = 0.8
 
 
 @dataclass(frozen=True)
@@ -177,9 +183,11 @@ class Tracker:
 
     def __init__(self, history: int = DEFAULT_HISTORY, max_gap: float = DEFAULT_MAX_GAP,
                  min_iou: float = DEFAULT_MIN_IOU, split_similarity: float = SPLIT_SIMILARITY,
-                 keep_crops: bool = True, same_face: float = SAME_FACE, miss_heal: float = MISS_HEAL) -> None:
+                 keep_crops: bool = True, same_face: float = SAME_FACE, miss_heal: float = MISS_HEAL,
+                 miss_same_face: float = MISS_SAME_FACE) -> None:
         self.history = history
         self.miss_heal = miss_heal
+        self.miss_same_face = miss_same_face
         self.max_gap = max_gap
         self.min_iou = min_iou
         self.split_similarity = split_similarity
@@ -245,10 +253,10 @@ class Tracker:
         """Attach a recognition to the track's newest observation. When it contradicts what the track was
         recognised as before (another confident person, or an embedding of another face), the newest
         observation moves to a new track, which is returned; else the same track. A short miss before it
-        (``Track.missed_at``) becomes a break unless this recognition is the run's face (``_same_face``)."""
+        (``Track.missed_at``) becomes a break unless this recognition is the run's face (``_heals``)."""
         if track.missed_at is not None:
             missed, track.missed_at = track.missed_at, None
-            if not self._same_face(track, recognition, threshold):
+            if not self._heals(track, recognition, threshold, missed):
                 track.mark_break(missed)
         if self._contradicts(track, recognition, threshold):
             newest = track.history.pop()
@@ -293,6 +301,18 @@ class Tracker:
                      and obs.recognition.label == recognition.label]
         alike = cosine_to_mean(confident, recognition.embedding)
         return alike is not None and alike >= self.same_face
+
+    def _heals(self, track: Track, recognition: Recognition, threshold: float, missed: float) -> bool:
+        """The recognition after a short miss is the run's face (``_same_face``) and the face seen just
+        before the miss (MISS_SAME_FACE alike to the last recognition up to ``missed``): not another
+        picture of the same person swapped in while the gate saw nothing."""
+        if recognition.embedding is None:
+            return False
+        before = [obs.recognition.embedding for obs in track.history if obs.t <= missed
+                  and obs.recognition is not None and obs.recognition.embedding is not None]
+        alike = cosine_to_mean(before[-1:], recognition.embedding)
+        return (alike is not None and alike >= self.miss_same_face
+                and self._same_face(track, recognition, threshold))
 
     def _new_track(self, t: float, split_from: int | None = None) -> Track:
         track = Track(id=next(self._ids), started=t, history=deque(maxlen=self.history),

@@ -67,3 +67,44 @@ def test_the_engine_names_the_gates_track_from_the_unmirrored_frame(gallery: Gal
     assert itself[0].top_prediction.label == name
     # aligned as its own detector aligns it (a left/right mix-up in the mirrored landmarks measured ~0.07)
     assert cosine(faces[0].embedding, itself[0].embedding) > 0.95
+
+
+def test_a_short_miss_heals_only_for_the_face_seen_before_it(gallery: Gallery, recognition) -> None:
+    """Through the engine with the real gate and in-process ArcFace: a face, a frame without it, the same
+    face again: one run (no break); the face, a frame without it, another photo of the same person (named
+    so above the threshold, but less alike than MISS_SAME_FACE: a card flipped to another picture): the run
+    is broken at the miss."""
+    from smartlock.engine.frames import Frame
+    from smartlock.engine.tracks import MISS_SAME_FACE, SAME_FACE
+
+    def seen(photo) -> list:
+        return recognition(prepare(system.on_canvas(photo), mirror=True))
+
+    name, probe = next(iter(gallery.probes.items()))
+    (probed,) = seen(probe)
+    others = []
+    for photo in sorted(probe.parent.glob("*.jpg")):
+        faces = seen(photo) if photo != probe else []
+        if len(faces) == 1 and faces[0].top_prediction and faces[0].top_prediction.label == name:
+            alike = cosine(probed.embedding, faces[0].embedding)
+            if faces[0].top_prediction.confidence > 0.8 and SAME_FACE <= alike < MISS_SAME_FACE:
+                others.append(photo)
+    assert others, f"no other photo of {name} above the threshold, {SAME_FACE}-{MISS_SAME_FACE} alike"
+    face = system.on_canvas(probe)
+    blank = np.full_like(face, 127)
+
+    def through_engine(frames: list[np.ndarray]) -> Engine:
+        now = [0.0]
+        engine = Engine(object(), recognition, FakeDoor(), UnlockPolicy(0.8, 5, 1.5),  # type: ignore[arg-type]
+                        gate=build_gate(None), clock=lambda: now[0],
+                        settings=LoopSettings(mirror=True, max_fps=20))
+        for seq, image in enumerate(frames, start=1):
+            now[0] = (seq - 1) * 0.05
+            engine.process(Frame(image=image, seq=seq, received=now[0], captured=None))
+        return engine
+
+    for frames, broken in (([face, blank, face], float("-inf")),
+                           ([face, blank, system.on_canvas(others[0])], 0.0)):
+        (track,) = through_engine(frames).tracker.active
+        assert [obs.recognition.label for obs in track.history if obs.recognition] == [name, name]
+        assert track.missed_at is None and track.broken_at == broken

@@ -294,6 +294,25 @@ def test_the_runs_own_face_below_the_threshold_keeps_the_run_judged() -> None:
     assert [obs.seq for obs in check.subject(Track(1, 0.0, deque(history)))] == list(range(2, 9))
 
 
+def test_the_runs_own_face_after_its_last_confident_recognition_is_judged_too() -> None:
+    """Frames up to a later recognition found to be the run's face (``same_face``) are known to show it:
+    the judge reads them; frames after the run's last recognition (gate only) are not known, and a
+    ``same_face`` mark before the run's first confident recognition does not start a run."""
+    from dataclasses import replace
+
+    from smartlock.engine.tracks import Recognition
+
+    def same_face(obs: Observation) -> Observation:
+        return replace(obs, recognition=Recognition("alice", 0.3, same_face=True))
+
+    history = [observation(i, {3: 0.9, 5: 0.95}.get(i)) for i in range(12)]
+    history[1], history[9] = same_face(history[1]), same_face(history[9])
+    check = LivenessCheck(ScriptedJudge("live"))
+    assert [obs.seq for obs in check.subject(Track(1, 0.0, deque(history)))] == list(range(3, 10))
+    history[9] = observation(9, 0.3)  # not the run's face: a break
+    assert check.subject(Track(1, 0.0, deque(history))) == []
+
+
 def test_a_live_verdict_does_not_outlive_its_run() -> None:
     """alice was judged live; someone below the threshold took her place in the box, then a photo of alice
     was recognised: the kept verdict is dropped and the photo's own run is judged."""

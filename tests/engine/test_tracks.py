@@ -129,9 +129,25 @@ def test_a_short_miss_heals_only_when_the_next_recognition_is_the_runs_face() ->
     assert after_a_miss(Recognition("alice", 0.9, alice)).broken_at == float("-inf")
     assert after_a_miss(Recognition("alice", 0.5, alice)).broken_at == float("-inf")  # seen less well
     assert after_a_miss(Recognition("alice", 0.9, less_alike)).broken_at == 0.0
+    # the run's person (SAME_FACE alike) but not the face seen just before the miss: another picture of her
+    another_picture = (0.7 * alice + np.sqrt(0.51) * stranger).astype(np.float32)
+    assert after_a_miss(Recognition("alice", 0.9, another_picture)).broken_at == 0.0
+    assert Tracker().same_face < 0.7 < Tracker().miss_same_face
     assert after_a_miss(Recognition("bob", 0.5, alice)).broken_at == 0.08  # (the frame itself is one too)
     assert after_a_miss(Recognition("alice", 0.9, alice), before=None).broken_at == 0.0
     assert after_a_miss(Recognition("alice", 0.9, alice), Recognition("alice", 0.5, alice)).broken_at == 0.0
+    # someone confidently recognised as another person: split off, the miss a break on the old track
+    split = after_a_miss(Recognition("bob", 0.95, stranger))
+    assert split.broken_at == 0.08 and split.missed_at is None
+
+
+def test_only_a_miss_up_to_miss_heal_waits_for_the_next_recognition() -> None:
+    for gap, pending in ((0.2, True), (0.21, False)):
+        tracker = Tracker(miss_heal=0.2)
+        (track,) = tracker.update(0.0, 1, [det(100)])
+        tracker.update(0.1, 2, [])
+        tracker.update(gap, 3, [det(101)])
+        assert (track.missed_at == 0.0) is pending and (track.broken_at == 0.0) is not pending
 
 
 def test_an_embedding_of_another_face_splits_the_track() -> None:
