@@ -413,3 +413,59 @@ def test_a_recognised_track_that_leaves_undecided_is_reported_not_counted(tmp_pa
     (event,) = [e for e in sink.events if e["event"] == "refused-spoof"]
     assert event["reason"] == "undecided" and event["person"] == "alice" and door.calls == []
     assert lockout.paused_until() is None  # someone walking past is not an attack
+
+
+def test_a_stranger_shown_between_a_photos_recognitions_and_a_miss_is_never_judged() -> None:
+    """In-process (embeddings, so short misses heal): a photo of alice recognised, a live stranger in the
+    same box for the frames recognition skips (max-fps), then nothing for two frames, the photo again — over
+    and over. The healed misses join the photo's recognitions into one run, but the stranger's frames
+    before each miss are dropped: the judge never reads one."""
+    import numpy as np
+
+    from smartlock.engine.assembly import InProcessRecognition
+    from smartlock.engine.frames import Frame
+    from smartlock.recognition.schemas import Face
+
+    shown: dict[int, str] = {}  # frame number -> "P" photo, "S" stranger, "B" nobody
+    photo, stranger = np.eye(512, dtype=np.float32)[0], np.eye(512, dtype=np.float32)[1]
+
+    def finder(image: np.ndarray) -> list[Detection]:
+        nobody = shown[int(image[0, 0, 0])] == "B"
+        return [] if nobody else [Detection(BOX, 0.9, np.zeros((5, 2), np.float32))]
+
+    class InProcess(InProcessRecognition):
+        def __init__(self) -> None:
+            self.keeps_embeddings, self.takes_found = True, True
+
+        def found(self, image: np.ndarray, detections: object) -> list[Face]:
+            is_photo = shown[int(image[0, 0, 0])] == "P"
+            return [Face.model_validate({
+                "top_prediction": {"label": "alice", "confidence": 0.95 if is_photo else 0.1},
+                "bounding_box": dict(zip(("left", "top", "right", "bottom"), BOX, strict=True)),
+                "embedding": (photo if is_photo else stranger).tolist()})]
+
+    class Records:
+        def __init__(self) -> None:
+            self.seen: list[list[Observation]] = []
+
+        def judge(self, observations: list[Observation]) -> Verdict:
+            self.seen.append(list(observations))
+            return Verdict("undecided")
+
+    judge = Records()
+    clock = ManualClock()
+    eng = Engine(EndlessFrames(clock), InProcess(), FakeDoor(), UnlockPolicy(0.8, 2, 1.5),
+                 gate=Gate(finder, min_face=0, min_sharpness=0), clock=clock,
+                 liveness=LivenessCheck(judge, 100), settings=LoopSettings(mirror=False, max_fps=10))
+    for seq in range(1, 49):  # 2 s at 24 fps, "PSSBB" over and over
+        shown[seq] = "PSSBB"[(seq - 1) % 5]
+        image = np.full((120, 160, 3), 127, np.uint8)
+        image[20:70, 10:60] = {"P": 200, "S": 60, "B": 127}[shown[seq]]  # (the gate's idle check sees it)
+        image[0, 0, 0] = seq
+        eng.process(Frame(image=image, seq=seq, received=clock(), captured=None))
+        clock.advance(1 / 24)
+    (track,) = eng.tracker.active
+    assert track.broken_at == float("-inf")  # one run ...
+    judged = [[shown[obs.seq] for obs in seen] for seen in judge.seen]
+    assert max(map(len, judged)) >= 8  # ... judged across many misses
+    assert all(kind == "P" for seen in judged for kind in seen)

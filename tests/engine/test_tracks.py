@@ -226,3 +226,19 @@ def test_face_crop_keeps_context_and_is_bounded() -> None:
     big, (_, _, big_scale) = face_crop(np.zeros((1000, 1000, 3), np.uint8), (250, 250, 750, 750))  # type: ignore[misc]
     assert max(big.shape[:2]) == 256 and big_scale < 1
     assert face_crop(image, (900, 10, 1000, 20)) is None  # outside the frame, context and all
+
+
+def test_a_healed_miss_drops_the_unrecognised_frames_before_it() -> None:
+    """Whoever the gate saw between the last recognition and the miss is not known: those frames go; the
+    recognised ones and the frames after the miss stay."""
+    alice = np.eye(4, dtype=np.float32)[0]
+    tracker = Tracker(miss_heal=0.2)
+    (track,) = tracker.update(0.0, 1, [det(100)])
+    tracker.recognised(track, Recognition("alice", 0.95, alice), 0.8)
+    tracker.update(0.04, 2, [det(101)])  # not recognised (max-fps)
+    tracker.update(0.08, 3, [det(102)])
+    tracker.update(0.12, 4, [])  # missed
+    (again,) = tracker.update(0.16, 5, [det(103)])
+    tracker.recognised(again, Recognition("alice", 0.95, alice), 0.8)
+    assert track.broken_at == float("-inf") and [obs.seq for obs in track.history] == [1, 5]
+    assert track.history.maxlen == tracker.history
