@@ -41,7 +41,7 @@ SAME_FACE = 0.6
 # MISS_SAME_FACE alike to the last recognition before the miss; the gate misses a walking face for a frame or
 # two now and then (bench walk-ups: 0.08-0.12 s), and each such break made liveness start over
 # (benchmarks/liveness.py, time to unlock through the engine's code); a healed miss drops the unrecognised
-# frames just before it (Tracker._drop_unrecognised_before)
+# frames around it (Tracker._drop_unrecognised_around)
 MISS_HEAL = 0.2
 # the same face across a short miss: frames of the tune half's walk-ups 0.25 s apart measured 0.77 / 0.85 /
 # 0.90 / 0.95 (0/1/5/50th percentile, n=1292); two photos of one person (a card flipped or swapped to another
@@ -258,7 +258,7 @@ class Tracker:
         if track.missed_at is not None:
             missed, track.missed_at = track.missed_at, None
             if self._heals(track, recognition, threshold, missed):
-                self._drop_unrecognised_before(track, missed)
+                self._drop_unrecognised_around(track, missed)
             else:
                 track.mark_break(missed)
         if self._contradicts(track, recognition, threshold):
@@ -318,15 +318,17 @@ class Tracker:
                 and self._same_face(track, recognition, threshold))
 
     @staticmethod
-    def _drop_unrecognised_before(track: Track, missed: float) -> None:
-        """Forget the frames between the last recognition before a healed miss and the miss: nobody
-        recognised them and the gate lost the face after them, so whoever was in the box then is not known
-        (a live stranger shown there, between a photo's recognitions, must not count as its depth)."""
+    def _drop_unrecognised_around(track: Track, missed: float) -> None:
+        """Forget the frames between the last recognition before a healed miss and the newest observation
+        (the one whose recognition healed it): nobody recognised them, and the gate lost the face among
+        them, so whoever was in the box then is not known (a live stranger shown there, between a photo's
+        recognitions, must not count as its depth)."""
         recognised = [obs.t for obs in track.history if obs.t <= missed and obs.recognition is not None]
         if not recognised:
             return
+        newest = track.history[-1]
         kept = [obs for obs in track.history
-                if not (recognised[-1] < obs.t <= missed and obs.recognition is None)]
+                if obs is newest or obs.recognition is not None or obs.t <= recognised[-1]]
         track.history = deque(kept, maxlen=track.history.maxlen)
 
     def _new_track(self, t: float, split_from: int | None = None) -> Track:

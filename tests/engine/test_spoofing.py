@@ -415,11 +415,14 @@ def test_a_recognised_track_that_leaves_undecided_is_reported_not_counted(tmp_pa
     assert lockout.paused_until() is None  # someone walking past is not an attack
 
 
-def test_a_stranger_shown_between_a_photos_recognitions_and_a_miss_is_never_judged() -> None:
+@pytest.mark.parametrize(("pattern", "fps"), [("PSSBB", 24.0), ("PBS", 24.0), ("PBSS", 39.9)])
+def test_a_stranger_shown_between_a_photos_recognitions_and_a_miss_is_never_judged(pattern: str,
+                                                                                    fps: float) -> None:
     """In-process (embeddings, so short misses heal): a photo of alice recognised, a live stranger in the
-    same box for the frames recognition skips (max-fps), then nothing for two frames, the photo again — over
-    and over. The healed misses join the photo's recognitions into one run, but the stranger's frames
-    before each miss are dropped: the judge never reads one."""
+    same box for frames recognition skips (max-fps), before or after a frame or two with nobody in view,
+    the photo again — over and over (P photo, S stranger, B nobody; at ``fps`` for 2 s). The healed misses
+    join the photo's recognitions into one run, but the unrecognised frames around each miss are dropped:
+    the judge never reads one of the stranger's."""
     import numpy as np
 
     from smartlock.engine.assembly import InProcessRecognition
@@ -457,15 +460,14 @@ def test_a_stranger_shown_between_a_photos_recognitions_and_a_miss_is_never_judg
     eng = Engine(EndlessFrames(clock), InProcess(), FakeDoor(), UnlockPolicy(0.8, 2, 1.5),
                  gate=Gate(finder, min_face=0, min_sharpness=0), clock=clock,
                  liveness=LivenessCheck(judge, 100), settings=LoopSettings(mirror=False, max_fps=10))
-    for seq in range(1, 49):  # 2 s at 24 fps, "PSSBB" over and over
-        shown[seq] = "PSSBB"[(seq - 1) % 5]
+    for seq in range(1, round(2 * fps) + 1):
+        shown[seq] = pattern[(seq - 1) % len(pattern)]
         image = np.full((120, 160, 3), 127, np.uint8)
         image[20:70, 10:60] = {"P": 200, "S": 60, "B": 127}[shown[seq]]  # (the gate's idle check sees it)
         image[0, 0, 0] = seq
         eng.process(Frame(image=image, seq=seq, received=clock(), captured=None))
-        clock.advance(1 / 24)
-    (track,) = eng.tracker.active
-    assert track.broken_at == float("-inf")  # one run ...
-    judged = [[shown[obs.seq] for obs in seen] for seen in judge.seen]
-    assert max(map(len, judged)) >= 8  # ... judged across many misses
-    assert all(kind == "P" for seen in judged for kind in seen)
+        clock.advance(1 / fps)
+    spans = ["".join(shown[seq] for seq in range(seen[0].seq, seen[-1].seq + 1))
+             for seen in judge.seen if seen]
+    assert any("B" in span for span in spans)  # runs were judged across healed misses ...
+    assert all(shown[obs.seq] == "P" for seen in judge.seen for obs in seen)  # ... on the photo's frames only

@@ -228,17 +228,28 @@ def test_face_crop_keeps_context_and_is_bounded() -> None:
     assert face_crop(image, (900, 10, 1000, 20)) is None  # outside the frame, context and all
 
 
-def test_a_healed_miss_drops_the_unrecognised_frames_before_it() -> None:
-    """Whoever the gate saw between the last recognition and the miss is not known: those frames go; the
-    recognised ones and the frames after the miss stay."""
+def test_a_healed_miss_drops_the_unrecognised_frames_around_it() -> None:
+    """Whoever the gate saw between the last recognition before a miss and the recognition that healed it
+    is not known: those frames go; the recognised ones, the frames between two earlier recognitions and
+    the frames after the healing one stay."""
     alice = np.eye(4, dtype=np.float32)[0]
     tracker = Tracker(miss_heal=0.2)
-    (track,) = tracker.update(0.0, 1, [det(100)])
-    tracker.recognised(track, Recognition("alice", 0.95, alice), 0.8)
-    tracker.update(0.04, 2, [det(101)])  # not recognised (max-fps)
-    tracker.update(0.08, 3, [det(102)])
-    tracker.update(0.12, 4, [])  # missed
-    (again,) = tracker.update(0.16, 5, [det(103)])
-    tracker.recognised(again, Recognition("alice", 0.95, alice), 0.8)
-    assert track.broken_at == float("-inf") and [obs.seq for obs in track.history] == [1, 5]
+
+    def frame(t: float, seq: int, seen: bool = True, recognised: bool = False) -> None:
+        (track,) = tracker.update(t, seq, [det(100 + seq)] if seen else []) or [None]
+        if recognised and track is not None:
+            tracker.recognised(track, Recognition("alice", 0.95, alice), 0.8)
+
+    frame(0.00, 1, recognised=True)
+    frame(0.04, 2)  # between two recognitions (max-fps): stays
+    frame(0.08, 3, recognised=True)
+    frame(0.12, 4)  # after the last recognition before the miss: goes
+    frame(0.16, 5, seen=False)  # missed
+    frame(0.20, 6)  # after the miss, before the healing recognition: go
+    frame(0.24, 7)
+    frame(0.28, 8, recognised=True)
+    (track,) = tracker.active
+    assert track.broken_at == float("-inf") and [obs.seq for obs in track.history] == [1, 2, 3, 8]
+    frame(0.32, 9)  # after the healing recognition: stays (the judged run's end decides)
+    assert [obs.seq for obs in track.history] == [1, 2, 3, 8, 9]
     assert track.history.maxlen == tracker.history
