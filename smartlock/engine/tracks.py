@@ -309,11 +309,11 @@ class Tracker:
         """The recognition after a short miss is the run's face (``_same_face``) and the face seen just
         before the miss (MISS_SAME_FACE alike to the last recognition up to ``missed``): not another
         picture of the same person swapped in while the gate saw nothing."""
-        if recognition.embedding is None:
+        before = _last_recognised(track, missed)
+        earlier = before.recognition.embedding if before and before.recognition else None
+        if recognition.embedding is None or earlier is None:
             return False
-        before = [obs.recognition.embedding for obs in track.history if obs.t <= missed
-                  and obs.recognition is not None and obs.recognition.embedding is not None]
-        alike = cosine_to_mean(before[-1:], recognition.embedding)
+        alike = cosine_to_mean([earlier], recognition.embedding)
         return (alike is not None and alike >= self.miss_same_face
                 and self._same_face(track, recognition, threshold))
 
@@ -323,12 +323,12 @@ class Tracker:
         (the one whose recognition healed it): nobody recognised them, and the gate lost the face among
         them, so whoever was in the box then is not known (a live stranger shown there, between a photo's
         recognitions, must not count as its depth)."""
-        recognised = [obs.t for obs in track.history if obs.t <= missed and obs.recognition is not None]
-        if not recognised:
+        before = _last_recognised(track, missed)
+        if before is None:
             return
         newest = track.history[-1]
         kept = [obs for obs in track.history
-                if obs is newest or obs.recognition is not None or obs.t <= recognised[-1]]
+                if obs is newest or obs.recognition is not None or obs.t <= before.t]
         track.history = deque(kept, maxlen=track.history.maxlen)
 
     def _new_track(self, t: float, split_from: int | None = None) -> Track:
@@ -346,3 +346,9 @@ class Tracker:
                 crop, origin = cropped
         return Observation(t=t, seq=seq, detection=det, frame_size=frame_size, crop=crop,
                            crop_origin=origin)
+
+
+def _last_recognised(track: Track, until: float) -> Observation | None:
+    """The track's last observation at or before ``until`` that recognition judged."""
+    return next((obs for obs in reversed(track.history) if obs.t <= until and obs.recognition is not None),
+                None)
