@@ -9,12 +9,14 @@ its size. Two such edges (two sides, or a side and a corner) → attack.
 
 Held still (the face's centre travelled less than ``min_motion`` box sizes over the window), a face between
 two edges on opposite sides — parallel within ``enclosure_angle``, each within ``enclosure`` box sizes of
-the face's centre, running alongside the face at least ``enclosure_span`` both ways, found in most sampled
-frames — is a screen or a card on a stand (the case that matters: a screen replaying a video of the head
-turning, whose landmarks show real depth). It is also what a real person standing still looks like with
-two straight edges of the background that close on either side of the head: a doorway or a window farther
-back, shelves above and below, long straight hair; they are refused as an attack (and count toward the
-spoof lockout). ``--liveness-still-frame off`` drops this rule, and lets such a screen in.
+the face's centre, found in most sampled frames and running alongside the face at least ``enclosure_span``
+both ways (the parts of it found in those frames together: a busy picture along a screen's bezel breaks
+its edge in a different place in each frame) — is a screen or a card on a stand (the case that matters: a
+screen replaying a video of the head turning, whose landmarks show real depth). It is also what a real
+person standing still looks like with two straight edges of the background that close on either side of
+the head: a doorway or a window farther back, shelves above and below, long straight hair; they are refused
+as an attack (and count toward the spoof lockout). ``--liveness-still-frame off`` drops this rule, and lets
+such a screen in.
 Not caught: a replayed head that drifts a fifth of its size or more inside the screen (then the face moves
 across the bezel: neither rule applies), a screen whose sides are beyond ``enclosure`` or outside the crop,
 a bezel the colour of the wall behind it.
@@ -48,7 +50,7 @@ class FrameSettings:
     angle_tolerance: float = 8.0  # degrees
     offset_tolerance: float = 0.08  # box sizes
     min_edges: int = 2
-    enclosure: float = 1.3  # box sizes: two parallel edges this close on opposite sides → attack (0: off)
+    enclosure: float = 1.5  # box sizes: two parallel edges this close on opposite sides → attack (0: off)
     enclosure_span: float = 0.25  # box sizes each edge runs alongside the face, both ways from its centre
     enclosure_angle: float = 12.0  # degrees: "parallel" (a tilted device's sides converge in the image)
 
@@ -102,12 +104,18 @@ def _aligned(line: Line, other: Line) -> tuple[float, float]:
     return float(np.degrees(d_angle)), other[1]
 
 
-def _match(line: Line, others: list[Line], s: FrameSettings) -> bool:
+def _matching(line: Line, others: list[Line], s: FrameSettings) -> Line | None:
+    """The first of ``others`` along the same edge as ``line``, in ``line``'s direction; None if none is."""
     for other in others:
         degrees, offset = _aligned(line, other)
         if degrees <= s.angle_tolerance and abs(line[1] - offset) <= s.offset_tolerance:
-            return True
-    return False
+            a, b = (other[2], other[3]) if offset == other[1] else (-other[3], -other[2])  # flipped direction
+            return line[0], offset, a, b
+    return None
+
+
+def _match(line: Line, others: list[Line], s: FrameSettings) -> bool:
+    return _matching(line, others, s) is not None
 
 
 def judge(observations: Sequence[Observation], settings: FrameSettings | None = None) -> CueResult:
@@ -125,9 +133,10 @@ def judge(observations: Sequence[Observation], settings: FrameSettings | None = 
     persistent: list[Line] = []
     moved_any = False
     for line in per_frame[-1]:
-        found_in_most = sum(_match(line, lines, s) for lines in per_frame) >= s.persistence * len(per_frame)
-        if found_in_most:
-            persistent.append(line)
+        matches = [found for lines in per_frame if (found := _matching(line, lines, s)) is not None]
+        found_in_most = len(matches) >= s.persistence * len(per_frame)
+        if found_in_most:  # as long as the parts of it found in any sampled frame
+            persistent.append((line[0], line[1], min(m[2] for m in matches), max(m[3] for m in matches)))
         normal = np.array([-np.sin(line[0]), np.cos(line[0])])
         across = centres @ normal
         # how far the face travelled across this edge (a background edge would have changed its offset)

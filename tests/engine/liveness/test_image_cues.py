@@ -89,12 +89,29 @@ def test_a_still_face_beside_one_edge_or_between_far_edges_is_not_framed() -> No
         cv2.rectangle(f, (150, 0), (170, 360), (60, 40, 30), -1)  # a door post close on the left only
         return paint_face(f, FACE, 200, 110)
 
-    far = shelves((170 - 1.4 * 120,) * 2, (170 + 1.4 * 120,) * 2)  # inside the crop, beyond the 1.3 reach
-    for draw in (one_side, far):
+    def posts(f: np.ndarray, i: int) -> tuple[float, float, float, float]:
+        for x in (250 - 1.6 * 120, 250 + 1.6 * 120):  # inside the crop (1.67 box sizes), beyond the 1.5 reach
+            cv2.line(f, (round(x), 0), (round(x), 360), (40, 30, 20), 6, cv2.LINE_AA)
+        return paint_face(f, FACE, 200, 110)
+
+    for draw in (one_side, posts):
         result = frame.judge(face_frames(36, draw, WALL, seed=3))
         assert result.decision == "abstain", result.reason
-    near = shelves((170 - 1.1 * 120,) * 2, (170 + 1.1 * 120,) * 2)  # the same edges closer: a frame
+    near = shelves((170 - 1.4 * 120,) * 2, (170 + 1.4 * 120,) * 2)  # a frame, the sides 1.4 box sizes away
     assert frame.judge(face_frames(36, near, WALL, seed=3)).decision == "attack"
+
+
+def test_a_still_frame_whose_sides_are_broken_beside_the_face_is_still_framed() -> None:
+    """Two sides cut where the face's centre passes (a cable, a busy picture along the bezel): no piece runs
+    alongside the face both ways; the pieces of each side, joined, do."""
+    def broken_sides(f: np.ndarray, i: int) -> tuple[float, float, float, float]:
+        for x in (250 - 0.9 * 120, 250 + 0.9 * 120):
+            for y0, y1 in ((0, 160), (180, 360)):  # the gaps: 20 px at the face's centre height
+                cv2.line(f, (round(x), y0), (round(x), y1), (40, 30, 20), 2, cv2.LINE_AA)
+        return paint_face(f, FACE, 200, 110)
+
+    result = frame.judge(face_frames(36, broken_sides, WALL, seed=3))
+    assert result.decision == "attack" and "enclose" in result.reason, result.reason
 
 
 def test_edges_around_a_moving_face_that_it_does_not_cross_are_not_a_frame() -> None:
