@@ -6,6 +6,8 @@ again (the seed's rule)."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 
 from benchmarks.liveness_bench import load_photo, scenes
+from smartlock.engine.spoofing import LOCKOUT_FILE
 from tests.engine import system
 from tests.engine.system import Door, Gallery
 from tests.support import uvicorn_server, wait_for
@@ -48,15 +51,17 @@ def engine_name(kind: str, liveness: str, extra: tuple[str, ...] = ()) -> str:
 
 def run(kind: str, liveness: str, photo: scenes.Photo, api_port: int, door: Door, workdir: Path, logs: Path,
         until: Callable[[list[dict], list[dict]], object], seed: int = 3, still: bool | None = None,
-        extra: tuple[str, ...] = (), model_dir: Path | None = None) -> tuple[list[dict], list[dict]]:
+        extra: tuple[str, ...] = (), model_dir: Path | None = None,
+        log_path: Path | None = None) -> tuple[list[dict], list[dict]]:
     """The engine on ``kind``'s video until ``until(events, unlocks)`` is true; (events, unlocks). With
-    ``model_dir`` the engine recognises in its own process (--model, as `up` does), else over the API."""
+    ``model_dir`` the engine recognises in its own process (--model, as `up` does), else over the API; its
+    log path (where the spoof lockout is kept) is ``log_path``, else one of the run's own."""
     clip = video(workdir, kind, photo, seed, still)
     start_id = door.last_id()
     received, app = system.webhook_receiver()
     name = engine_name(kind, liveness, (*extra, *(("model",) if model_dir else ())))
     with uvicorn_server(app) as hook, system.camera(clip, logs) as camera_port, system.smartlock_process(
-            system.engine_args(camera_port, door, workdir / f"engine-{name}",
+            system.engine_args(camera_port, door, log_path or workdir / f"engine-{name}",
                                api_port=None if model_dir else api_port, model_dir=model_dir,
                                liveness=liveness, extra=["--webhook-url", f"{hook}/events",
                                                          "--liveness-timeout", "3",
@@ -73,6 +78,10 @@ def run(kind: str, liveness: str, photo: scenes.Photo, api_port: int, door: Door
 
 def spoof_refused(events: list[dict], unlocks: list[dict]) -> bool:
     return any(event["event"] == "refused-spoof" for event in events) or bool(unlocks)
+
+
+def event_or_unlock(name: str) -> Callable[[list[dict], list[dict]], bool]:
+    return lambda events, unlocks: bool(unlocks) or any(event["event"] == name for event in events)
 
 
 def judged_attack(events: list[dict], unlocks: list[dict]) -> bool:
@@ -146,3 +155,23 @@ def test_liveness_off_restores_the_seed_rule(photo, api_port, door, workdir, log
     events, unlocks = run("photo-still", "off", photo, api_port, door, workdir, logs,
                           lambda events, unlocks: unlocks)
     assert len(unlocks) >= 1 and not [e for e in events if e["event"] == "refused-spoof"]
+
+
+def test_an_attack_pauses_face_unlock_and_the_pause_outlives_the_engine(photo, api_port, door, workdir,
+                                                                        logs) -> None:
+    """--spoof-lockout 1: the still photo's refusal pauses face unlock; a new engine process on the same log
+    path then refuses the enrolled person's real walk-up for the pause, and the relay never moves."""
+    log_path = workdir / "engine-lockout"
+    lockout = ("--spoof-lockout", "1")  # after run()'s own "0": the last one counts
+    events, unlocks = run("photo-still", "on", photo, api_port, door, workdir, logs,
+                          event_or_unlock("lockout"), extra=lockout, log_path=log_path)
+    assert unlocks == []
+    paused = next(e for e in events if e["event"] == "lockout")
+    assert (log_path / LOCKOUT_FILE).stat().st_mode & 0o777 == 0o600
+    assert json.loads((log_path / LOCKOUT_FILE).read_text())["until"] > time.time() + 60
+
+    events, unlocks = run("genuine-approach", "on", photo, api_port, door, workdir, logs,
+                          event_or_unlock("refused-lockout"), extra=lockout, log_path=log_path)
+    assert unlocks == []
+    refused = next(e for e in events if e["event"] == "refused-lockout")
+    assert refused["until"] == paused["until"] and refused["person"]
