@@ -2,7 +2,7 @@
 engine with --liveness on, recognising over the API or in its own process (--model). An enrolled person's
 rendered 3D head walking up unlocks; the same person's still photo and a card moved by hand are refused
 with a `refused-spoof` event and the relay never moves; with --liveness off the still photo opens the door
-again (the seed's rule)."""
+again (the seed's rule); an attack's spoof lockout outlives the engine process."""
 
 from __future__ import annotations
 

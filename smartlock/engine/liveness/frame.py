@@ -135,7 +135,7 @@ def judge(observations: Sequence[Observation], settings: FrameSettings | None = 
     for line in per_frame[-1]:
         matches = [found for lines in per_frame if (found := _matching(line, lines, s)) is not None]
         found_in_most = len(matches) >= s.persistence * len(per_frame)
-        if found_in_most:  # as long as the parts of it found in any sampled frame
+        if found_in_most:  # it runs as far as its parts found in the sampled frames reach, together
             persistent.append((line[0], line[1], min(m[2] for m in matches), max(m[3] for m in matches)))
         normal = np.array([-np.sin(line[0]), np.cos(line[0])])
         across = centres @ normal

@@ -89,16 +89,16 @@ def test_a_still_face_beside_one_edge_or_between_far_edges_is_not_framed() -> No
         cv2.rectangle(f, (150, 0), (170, 360), (60, 40, 30), -1)  # a door post close on the left only
         return paint_face(f, FACE, 200, 110)
 
-    def posts(f: np.ndarray, i: int) -> tuple[float, float, float, float]:
-        for x in (250 - 1.6 * 120, 250 + 1.6 * 120):  # inside the crop (1.67 box sizes), beyond the 1.5 reach
-            cv2.line(f, (round(x), 0), (round(x), 360), (40, 30, 20), 6, cv2.LINE_AA)
-        return paint_face(f, FACE, 200, 110)
-
-    for draw in (one_side, posts):
-        result = frame.judge(face_frames(36, draw, WALL, seed=3))
-        assert result.decision == "abstain", result.reason
-    near = shelves((170 - 1.4 * 120,) * 2, (170 + 1.4 * 120,) * 2)  # a frame, the sides 1.4 box sizes away
-    assert frame.judge(face_frames(36, near, WALL, seed=3)).decision == "attack"
+    result = frame.judge(face_frames(36, one_side, WALL, seed=3))
+    assert result.decision == "abstain", result.reason
+    # the crop reaches 1.5 box sizes above and below the centre here, as far as the default reach
+    edges = shelves((170 - 1.4 * 120,) * 2, (170 + 1.4 * 120,) * 2)
+    assert frame.judge(face_frames(36, edges, WALL, seed=3)).decision == "attack"
+    shorter_reach = frame.FrameSettings(enclosure=1.2)
+    result = frame.judge(face_frames(36, edges, WALL, seed=3), shorter_reach)
+    assert result.decision == "abstain", result.reason
+    closer = shelves((170 - 1.1 * 120,) * 2, (170 + 1.1 * 120,) * 2)
+    assert frame.judge(face_frames(36, closer, WALL, seed=3), shorter_reach).decision == "attack"
 
 
 def test_a_still_frame_whose_sides_are_broken_beside_the_face_is_still_framed() -> None:
