@@ -25,6 +25,7 @@ from smartlock.engine.settings import (
     DEFAULT_KEEP_DAYS,
     DEFAULT_KEEP_UNLOCKS,
     DEFAULT_THRESHOLD,
+    LivenessTuning,
 )
 from smartlock.errors import ConfigError
 from smartlock.integrations.settings import MqttSettings
@@ -41,7 +42,7 @@ NO_CAMERA_HINT = (
 )
 
 
-class UpSettings(TlsSettings, MqttSettings):
+class UpSettings(TlsSettings, MqttSettings, LivenessTuning):
     """`smartlock up`: the whole system on this machine (--tls-cert/--tls-key: the dashboard in HTTPS)."""
 
     camera: str | None = Field(
@@ -108,6 +109,13 @@ class UpSettings(TlsSettings, MqttSettings):
             except ValueError as err:
                 raise ValueError(f"{item!r} is not an IP address or network") from err
         return ",".join(items) or None
+
+    @field_validator("liveness_model")
+    @classmethod
+    def _model_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():  # before any part starts, not when vision fails
+            raise ValueError(f"no such file: {value}")
+        return value
 
     @property
     def trusted_proxies(self) -> tuple[str, ...]:
@@ -330,7 +338,7 @@ class Plan:
             webhook_url=self.webhook_url, live_url=self.live_url,
             webhook_token_file=self.layout.webhook_token, keep_days=tuning.keep_days,
             keep_unlocks=tuning.keep_unlocks, liveness=self.options.liveness,
-            liveness_still_frame=self.options.liveness_still_frame,
+            liveness_still_frame=self.options.liveness_still_frame, **self.options.liveness_tuning(),
             **collect, **self.mqtt("mqtt_allow_unlock", "mqtt_unlock_code_file"),
         ))
 

@@ -112,6 +112,15 @@ def test_the_plan_of_child_commands(tmp_path) -> None:
     assert "--liveness-still-frame" not in vision  # the default, on
     framed = Plan(UpSettings(liveness_still_frame="off"), layout, ports, None).vision()
     assert framed[framed.index("--liveness-still-frame") + 1] == "off"
+    assert not {"--liveness-timeout", "--spoof-lockout", "--liveness-model"} & set(vision)  # the defaults
+    model = tmp_path / "pad.onnx"
+    model.write_bytes(b"onnx")
+    tuned = Plan(UpSettings(liveness_timeout=5, spoof_lockout=1, spoof_lockout_minutes=60,
+                            liveness_model=model), layout, ports, None).vision()
+    assert [tuned[tuned.index(flag) + 1] for flag in ("--liveness-timeout", "--spoof-lockout",
+            "--spoof-lockout-minutes", "--liveness-model")] == ["5", "1", "60", str(model)]
+    with pytest.raises(ConfigError, match="no such file"):
+        UpSettings.validated(liveness_model=tmp_path / "absent.onnx")
     assert local_host("::") == "127.0.0.1" and local_host("192.168.1.5") == "192.168.1.5"
 
 
