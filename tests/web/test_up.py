@@ -112,7 +112,8 @@ def test_the_plan_of_child_commands(tmp_path) -> None:
     assert "--liveness-still-frame" not in vision  # the default, on
     framed = Plan(UpSettings(liveness_still_frame="off"), layout, ports, None).vision()
     assert framed[framed.index("--liveness-still-frame") + 1] == "off"
-    assert not {"--liveness-timeout", "--spoof-lockout", "--liveness-model"} & set(vision)  # the defaults
+    flags = {"--liveness-timeout", "--spoof-lockout", "--spoof-lockout-minutes", "--liveness-model"}
+    assert not flags & set(vision)  # the defaults
     model = tmp_path / "pad.onnx"
     model.write_bytes(b"onnx")
     tuned = Plan(UpSettings(liveness_timeout=5, spoof_lockout=1, spoof_lockout_minutes=60,

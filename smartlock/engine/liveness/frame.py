@@ -104,18 +104,18 @@ def _aligned(line: Line, other: Line) -> tuple[float, float]:
     return float(np.degrees(d_angle)), other[1]
 
 
-def _matching(line: Line, others: list[Line], s: FrameSettings) -> Line | None:
-    """The first of ``others`` along the same edge as ``line``, in ``line``'s direction; None if none is."""
+def _pieces(line: Line, others: list[Line], s: FrameSettings) -> list[tuple[float, float]]:
+    """The extents (along ``line``'s direction) of every one of ``others`` on the same edge as ``line``."""
+    pieces = []
     for other in others:
         degrees, offset = _aligned(line, other)
         if degrees <= s.angle_tolerance and abs(line[1] - offset) <= s.offset_tolerance:
-            a, b = (other[2], other[3]) if offset == other[1] else (-other[3], -other[2])  # flipped direction
-            return line[0], offset, a, b
-    return None
+            pieces.append((other[2], other[3]) if offset == other[1] else (-other[3], -other[2]))  # flipped
+    return pieces
 
 
 def _match(line: Line, others: list[Line], s: FrameSettings) -> bool:
-    return _matching(line, others, s) is not None
+    return bool(_pieces(line, others, s))
 
 
 def judge(observations: Sequence[Observation], settings: FrameSettings | None = None) -> CueResult:
@@ -133,10 +133,11 @@ def judge(observations: Sequence[Observation], settings: FrameSettings | None = 
     persistent: list[Line] = []
     moved_any = False
     for line in per_frame[-1]:
-        matches = [found for lines in per_frame if (found := _matching(line, lines, s)) is not None]
-        found_in_most = len(matches) >= s.persistence * len(per_frame)
-        if found_in_most:  # it runs as far as its parts found in the sampled frames reach, together
-            persistent.append((line[0], line[1], min(m[2] for m in matches), max(m[3] for m in matches)))
+        pieces = [_pieces(line, lines, s) for lines in per_frame]  # the last frame's include line itself
+        found_in_most = sum(map(bool, pieces)) >= s.persistence * len(per_frame)
+        if found_in_most:  # it runs as far as all its pieces found in the sampled frames reach, together
+            ends = [end for frame_pieces in pieces for piece in frame_pieces for end in piece]
+            persistent.append((line[0], line[1], min(ends), max(ends)))
         normal = np.array([-np.sin(line[0]), np.cos(line[0])])
         across = centres @ normal
         # how far the face travelled across this edge (a background edge would have changed its offset)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from smartlock.engine.liveness import blink, frame, motion, texture
 from tests.engine.liveness.synth import FRAME, face_frames, paint_face
@@ -91,7 +92,7 @@ def test_a_still_face_beside_one_edge_or_between_far_edges_is_not_framed() -> No
 
     result = frame.judge(face_frames(36, one_side, WALL, seed=3))
     assert result.decision == "abstain", result.reason
-    # the crop reaches 1.5 box sizes above and below the centre here, as far as the default reach
+    # the crop reaches 1.5 box sizes below the centre here and 1.42 above it (the frame's top), the edges 1.4
     edges = shelves((170 - 1.4 * 120,) * 2, (170 + 1.4 * 120,) * 2)
     assert frame.judge(face_frames(36, edges, WALL, seed=3)).decision == "attack"
     shorter_reach = frame.FrameSettings(enclosure=1.2)
@@ -101,16 +102,29 @@ def test_a_still_face_beside_one_edge_or_between_far_edges_is_not_framed() -> No
     assert frame.judge(face_frames(36, closer, WALL, seed=3), shorter_reach).decision == "attack"
 
 
-def test_a_still_frame_whose_sides_are_broken_beside_the_face_is_still_framed() -> None:
+@pytest.mark.parametrize("seed", range(3, 9))
+def test_a_still_frame_whose_sides_are_broken_beside_the_face_is_still_framed(seed: int) -> None:
     """Two sides cut where the face's centre passes (a cable, a busy picture along the bezel): no piece runs
-    alongside the face both ways; the pieces of each side, joined, do."""
+    alongside the face both ways; the pieces of each side, joined, do (whichever the edge detector lists
+    first: each seed's camera noise orders them differently)."""
     def broken_sides(f: np.ndarray, i: int) -> tuple[float, float, float, float]:
         for x in (250 - 0.9 * 120, 250 + 0.9 * 120):
             for y0, y1 in ((0, 160), (180, 360)):  # the gaps: 20 px at the face's centre height
                 cv2.line(f, (round(x), y0), (round(x), y1), (40, 30, 20), 2, cv2.LINE_AA)
         return paint_face(f, FACE, 200, 110)
 
-    result = frame.judge(face_frames(36, broken_sides, WALL, seed=3))
+    result = frame.judge(face_frames(36, broken_sides, WALL, seed=seed))
+    assert result.decision == "attack" and "enclose" in result.reason, result.reason
+
+
+def test_a_short_piece_along_a_long_edge_does_not_shorten_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The edge detector may list a short piece of an edge (the other side of a thick border) before the
+    whole of it: the side still runs as far as its longest piece."""
+    side = np.pi / 2
+    pieces = [(side, -0.90, 0.0, 0.7), (side, -0.92, -0.6, 0.6),  # the short piece first, then the whole edge
+              (side, 0.90, 0.0, 0.7), (side, 0.92, -0.6, 0.6)]
+    monkeypatch.setattr(frame, "face_lines", lambda obs, s: pieces)
+    result = frame.judge(still_track())
     assert result.decision == "attack" and "enclose" in result.reason, result.reason
 
 
