@@ -10,7 +10,7 @@ for --keep-days and at most --keep-unlocks / --keep-frames.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -35,43 +35,7 @@ DEFAULT_GATE_SIZE = 320  # smartlock.engine.gate imports it from here (and onnxr
 API_KEY_ENV = "SMARTLOCK_API_KEY"
 
 
-class LivenessTuning(PartSettings):
-    """The liveness timeout, spoof lockout and optional model: flags of `engine`, `vision` and `up`."""
-
-    liveness_timeout: float = Field(
-        default=DEFAULT_LIVENESS_TIMEOUT, gt=0.0, le=60.0,
-        description="Seconds a recognised track may stay undecided (not yet judged live) before it is "
-        f"refused. Default {DEFAULT_LIVENESS_TIMEOUT:g}.",
-        json_schema_extra={"metavar": "SECONDS"},
-    )
-    spoof_lockout: int = Field(
-        default=DEFAULT_SPOOF_LOCKOUT, ge=0, le=1000,
-        description=f"Pause face unlock after this many refused presentation attacks within 10 minutes "
-        f"(0: never). Default {DEFAULT_SPOOF_LOCKOUT}.",
-        json_schema_extra={"metavar": "N"},
-    )
-    spoof_lockout_minutes: float = Field(
-        default=DEFAULT_SPOOF_LOCKOUT_MINUTES, gt=0.0, le=7 * 24 * 60,
-        description=f"How long face unlock pauses after --spoof-lockout attacks. Default "
-        f"{DEFAULT_SPOOF_LOCKOUT_MINUTES:g}; an admin lifts it from the dashboard.",
-        json_schema_extra={"metavar": "MINUTES"},
-    )
-    liveness_model: Path | None = Field(
-        default=None,
-        description="Also use this ONNX presentation-attack classifier (input: a face crop, output: live "
-        "probability; see the README). Nothing is downloaded; nothing is needed without it.",
-        json_schema_extra={"metavar": "FILE"},
-    )
-
-    def liveness_tuning(self) -> dict[str, Any]:
-        """These settings, the model file by absolute path (for a child started elsewhere)."""
-        values = {name: getattr(self, name) for name in LivenessTuning.model_fields}
-        if self.liveness_model is not None:
-            values["liveness_model"] = self.liveness_model.resolve()
-        return values
-
-
-class StreamClientSettings(LivenessTuning):
+class StreamClientSettings(PartSettings):
     """What the engine and the collector share: the camera, the recogniser, the pre-filter, the logs."""
 
     camera_url: str = Field(description="URL of video stream.")
@@ -206,11 +170,35 @@ class EngineSettings(StreamClientSettings, MqttSettings):
         description="Unlock only for a face track judged live (refuses photos, printed cards and screens "
         "showing an enrolled person). off: the seed's rule, any face that is recognised opens the door.",
     )
+    liveness_timeout: float = Field(
+        default=DEFAULT_LIVENESS_TIMEOUT, gt=0.0, le=60.0,
+        description="Seconds a recognised track may stay undecided (not yet judged live) before it is "
+        f"refused. Default {DEFAULT_LIVENESS_TIMEOUT:g}.",
+        json_schema_extra={"metavar": "SECONDS"},
+    )
     liveness_still_frame: Literal["on", "off"] = Field(
         default="on",
         description="Refuse a face held still between two parallel straight edges close on either side (a "
         "screen or a card on a stand, replaying a video). off: where the background frames the head of a "
         "person standing at the camera (a doorway, a window, shelves); such a screen then gets in.",
+    )
+    spoof_lockout: int = Field(
+        default=DEFAULT_SPOOF_LOCKOUT, ge=0, le=1000,
+        description=f"Pause face unlock after this many refused presentation attacks within 10 minutes "
+        f"(0: never). Default {DEFAULT_SPOOF_LOCKOUT}.",
+        json_schema_extra={"metavar": "N"},
+    )
+    spoof_lockout_minutes: float = Field(
+        default=DEFAULT_SPOOF_LOCKOUT_MINUTES, gt=0.0, le=7 * 24 * 60,
+        description=f"How long face unlock pauses after --spoof-lockout attacks. Default "
+        f"{DEFAULT_SPOOF_LOCKOUT_MINUTES:g}; an admin lifts it from the dashboard.",
+        json_schema_extra={"metavar": "MINUTES"},
+    )
+    liveness_model: Path | None = Field(
+        default=None,
+        description="Also use this ONNX presentation-attack classifier (input: a face crop, output: live "
+        "probability; see the README). Nothing is downloaded; nothing is needed without it.",
+        json_schema_extra={"metavar": "FILE"},
     )
     keep_unlocks: int = Field(
         default=DEFAULT_KEEP_UNLOCKS, ge=1,

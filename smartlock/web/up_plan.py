@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import sys
+from copy import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -25,7 +26,7 @@ from smartlock.engine.settings import (
     DEFAULT_KEEP_DAYS,
     DEFAULT_KEEP_UNLOCKS,
     DEFAULT_THRESHOLD,
-    LivenessTuning,
+    EngineSettings,
 )
 from smartlock.errors import ConfigError
 from smartlock.integrations.settings import MqttSettings
@@ -42,7 +43,12 @@ NO_CAMERA_HINT = (
 )
 
 
-class UpSettings(TlsSettings, MqttSettings, LivenessTuning):
+def engine_field(name: str) -> Any:
+    """A copy of one of the engine's settings fields (flag, default, limits, help), for `up` to hand on."""
+    return copy(EngineSettings.model_fields[name])
+
+
+class UpSettings(TlsSettings, MqttSettings):
     """`smartlock up`: the whole system on this machine (--tls-cert/--tls-key: the dashboard in HTTPS)."""
 
     camera: str | None = Field(
@@ -84,6 +90,11 @@ class UpSettings(TlsSettings, MqttSettings, LivenessTuning):
         "screen or card on a stand); off where the background frames the head of a person standing at the "
         "camera (a doorway, a window, shelves), which lets such a screen in",
     )
+    # handed to vision as they are: the engine's own flags, defaults and limits
+    liveness_timeout: float = engine_field("liveness_timeout")
+    spoof_lockout: int = engine_field("spoof_lockout")
+    spoof_lockout_minutes: float = engine_field("spoof_lockout_minutes")
+    liveness_model: Path | None = engine_field("liveness_model")
     collect: bool = Field(
         True, json_schema_extra={"flag": "--no-collector", "negate": True},
         description="do not run the data collector (frames below the threshold, for enrollment)",
@@ -338,7 +349,10 @@ class Plan:
             webhook_url=self.webhook_url, live_url=self.live_url,
             webhook_token_file=self.layout.webhook_token, keep_days=tuning.keep_days,
             keep_unlocks=tuning.keep_unlocks, liveness=self.options.liveness,
-            liveness_still_frame=self.options.liveness_still_frame, **self.options.liveness_tuning(),
+            liveness_still_frame=self.options.liveness_still_frame,
+            liveness_timeout=self.options.liveness_timeout, spoof_lockout=self.options.spoof_lockout,
+            spoof_lockout_minutes=self.options.spoof_lockout_minutes,
+            liveness_model=self.options.liveness_model and self.options.liveness_model.resolve(),
             **collect, **self.mqtt("mqtt_allow_unlock", "mqtt_unlock_code_file"),
         ))
 

@@ -122,6 +122,8 @@ def test_the_plan_of_child_commands(tmp_path) -> None:
             "--spoof-lockout-minutes", "--liveness-model")] == ["5", "1", "60", str(model)]
     with pytest.raises(ConfigError, match="no such file"):
         UpSettings.validated(liveness_model=tmp_path / "absent.onnx")
+    with pytest.raises(ConfigError, match="--spoof-lockout: Input should be greater than or equal to 0"):
+        UpSettings.validated(spoof_lockout=-1)  # the engine's limits
     assert local_host("::") == "127.0.0.1" and local_host("192.168.1.5") == "192.168.1.5"
 
 
