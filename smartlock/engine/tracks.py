@@ -41,7 +41,7 @@ SAME_FACE = 0.6
 # MISS_SAME_FACE alike to the last recognition before the miss; the gate misses a walking face for a frame or
 # two now and then (bench walk-ups: 0.08-0.12 s), and each such break made liveness start over
 # (benchmarks/liveness.py, time to unlock through the engine's code); a healed miss drops the unrecognised
-# frames around it (Tracker._drop_unrecognised_around)
+# frames around it (_drop_unrecognised_since)
 MISS_HEAL = 0.2
 # the same face across a short miss: frames of the tune half's walk-ups 0.25 s apart measured 0.77 / 0.85 /
 # 0.90 / 0.95 (0/1/5/50th percentile, n=1292); two photos of one person (a card flipped or swapped to another
@@ -257,8 +257,9 @@ class Tracker:
         (``Track.missed_at``) becomes a break unless this recognition is the run's face (``_heals``)."""
         if track.missed_at is not None:
             missed, track.missed_at = track.missed_at, None
-            if self._heals(track, recognition, threshold, missed):
-                self._drop_unrecognised_around(track, missed)
+            before = _last_recognised(track, missed)
+            if before is not None and self._heals(track, recognition, threshold, before):
+                _drop_unrecognised_since(track, before)
             else:
                 track.mark_break(missed)
         if self._contradicts(track, recognition, threshold):
@@ -305,31 +306,16 @@ class Tracker:
         alike = cosine_to_mean(confident, recognition.embedding)
         return alike is not None and alike >= self.same_face
 
-    def _heals(self, track: Track, recognition: Recognition, threshold: float, missed: float) -> bool:
+    def _heals(self, track: Track, recognition: Recognition, threshold: float, before: Observation) -> bool:
         """The recognition after a short miss is the run's face (``_same_face``) and the face seen just
-        before the miss (MISS_SAME_FACE alike to the last recognition up to ``missed``): not another
+        before the miss (MISS_SAME_FACE alike to ``before``, the last recognition before it): not another
         picture of the same person swapped in while the gate saw nothing."""
-        before = _last_recognised(track, missed)
-        earlier = before.recognition.embedding if before and before.recognition else None
+        earlier = before.recognition.embedding if before.recognition is not None else None
         if recognition.embedding is None or earlier is None:
             return False
         alike = cosine_to_mean([earlier], recognition.embedding)
         return (alike is not None and alike >= self.miss_same_face
                 and self._same_face(track, recognition, threshold))
-
-    @staticmethod
-    def _drop_unrecognised_around(track: Track, missed: float) -> None:
-        """Forget the frames between the last recognition before a healed miss and the newest observation
-        (the one whose recognition healed it): nobody recognised them, and the gate lost the face among
-        them, so whoever was in the box then is not known (a live stranger shown there, between a photo's
-        recognitions, must not count as its depth)."""
-        before = _last_recognised(track, missed)
-        if before is None:
-            return
-        newest = track.history[-1]
-        kept = [obs for obs in track.history
-                if obs is newest or obs.recognition is not None or obs.t <= before.t]
-        track.history = deque(kept, maxlen=track.history.maxlen)
 
     def _new_track(self, t: float, split_from: int | None = None) -> Track:
         track = Track(id=next(self._ids), started=t, history=deque(maxlen=self.history),
@@ -346,6 +332,16 @@ class Tracker:
                 crop, origin = cropped
         return Observation(t=t, seq=seq, detection=det, frame_size=frame_size, crop=crop,
                            crop_origin=origin)
+
+
+def _drop_unrecognised_since(track: Track, before: Observation) -> None:
+    """Forget the frames between ``before``, the last recognition before a healed miss, and the newest
+    observation (the one whose recognition healed it): nobody recognised them, and the gate lost the face
+    among them, so whoever was in the box then is not known (a live stranger shown there, between a photo's
+    recognitions, must not count as its depth)."""
+    newest = track.history[-1]
+    kept = [obs for obs in track.history if obs is newest or obs.recognition is not None or obs.t <= before.t]
+    track.history = deque(kept, maxlen=track.history.maxlen)
 
 
 def _last_recognised(track: Track, until: float) -> Observation | None:

@@ -114,10 +114,6 @@ def _pieces(line: Line, others: list[Line], s: FrameSettings) -> list[tuple[floa
     return pieces
 
 
-def _match(line: Line, others: list[Line], s: FrameSettings) -> bool:
-    return bool(_pieces(line, others, s))
-
-
 def judge(observations: Sequence[Observation], settings: FrameSettings | None = None) -> CueResult:
     s = settings or FrameSettings()
     window = [obs for obs in recent(observations, s.window) if obs.crop is not None]
@@ -144,7 +140,7 @@ def judge(observations: Sequence[Observation], settings: FrameSettings | None = 
         motion = float((across.max() - across.min()) / np.median(sizes))
         moved_any = moved_any or motion >= s.min_motion
         if found_in_most and motion >= s.min_motion and not any(
-                _match(line, [kept], s) for kept in rigid):
+                _pieces(line, [kept], s) for kept in rigid):
             rigid.append(line)
     sides = _distinct_sides(rigid)
     detail = f"{len(rigid)} edges moving with the face ({sides} sides) over {len(sampled)} frames"
